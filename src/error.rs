@@ -1,0 +1,174 @@
+//! Domain errors with stable codes.
+//!
+//! Every error a client can see carries a code such as `LIC-0004` that never changes meaning once
+//! released; `docs/API.md` lists them. The HTTP layer maps [`Error::kind`] to a status code; domain
+//! modules never know about HTTP.
+
+use serde_json::Value;
+
+/// What went wrong, as the HTTP layer and the CLI need to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The request is malformed or its content is invalid (400/422).
+    Invalid,
+    /// The named thing does not exist (404).
+    NotFound,
+    /// The thing exists already or the change conflicts with its state (409).
+    Conflict,
+    /// Missing or bad credentials (401).
+    Unauthenticated,
+    /// Authenticated but not allowed (403).
+    Forbidden,
+    /// A dependency (the database) is unavailable; the caller may retry (503).
+    Unavailable,
+    /// A bug or an unexpected state; details are logged, not returned (500).
+    Internal,
+}
+
+/// A field-level problem: the JSON pointer of the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// JSON pointer into the submitted document, e.g. `/fields/birth_date`.
+    pub path: String,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The one error type of the domain. Each variant has a stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the license identifier is invalid: {reason}")]
+    InvalidIdentifier { reason: String },
+    #[error("the license fields are invalid")]
+    InvalidFields { errors: Vec<FieldError> },
+    #[error("license type {code} is not registered")]
+    UnknownType { code: String },
+    #[error("authority {code} is not registered")]
+    UnknownAuthority { code: String },
+    #[error("license {id} not found")]
+    LicenseNotFound { id: String },
+    #[error("license number {number} of type {type_code} is already issued as {id}")]
+    DuplicateLicense {
+        type_code: String,
+        number: String,
+        id: String,
+    },
+    #[error("status change from {from} to {to} is not allowed")]
+    IllegalTransition { from: String, to: String },
+    #[error("authority {authority} may not issue licenses of type {type_code}")]
+    TypeNotAllowed {
+        authority: String,
+        type_code: String,
+    },
+    #[error("{what} already exists")]
+    AlreadyExists { what: String },
+    #[error("the license type definition is invalid: {reason}")]
+    InvalidType { reason: String },
+    #[error("the request is invalid: {reason}")]
+    BadRequest { reason: String },
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("authentication required: {reason}")]
+    Unauthenticated { reason: String },
+    #[error("the authority's signing certificate is revoked or expired")]
+    AuthorityCertUnusable { authority: String },
+    #[error("the region is not initialised; run `elicense init` first")]
+    NotInitialised,
+    #[error("the key store cannot be opened: {reason}")]
+    KeyStore { reason: String },
+    #[error("the database is unavailable")]
+    DatabaseUnavailable(#[source] sqlx::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The stable code clients match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidIdentifier { .. } => "LIC-0001",
+            Error::InvalidFields { .. } => "LIC-0002",
+            Error::UnknownType { .. } => "LIC-0003",
+            Error::LicenseNotFound { .. } => "LIC-0004",
+            Error::DuplicateLicense { .. } => "LIC-0005",
+            Error::IllegalTransition { .. } => "LIC-0006",
+            Error::TypeNotAllowed { .. } => "LIC-0007",
+            Error::InvalidType { .. } => "TYP-0001",
+            Error::UnknownAuthority { .. } => "AUT-0001",
+            Error::AuthorityCertUnusable { .. } => "AUT-0002",
+            Error::AlreadyExists { .. } => "GEN-0409",
+            Error::BadRequest { .. } => "REQ-0001",
+            Error::BodyTooLarge { .. } => "REQ-0002",
+            Error::Unauthenticated { .. } => "AUTH-0001",
+            Error::NotInitialised => "SYS-0001",
+            Error::KeyStore { .. } => "SYS-0002",
+            Error::DatabaseUnavailable(_) => "SYS-0503",
+            Error::Internal(_) => "SYS-0500",
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Error::InvalidIdentifier { .. }
+            | Error::InvalidFields { .. }
+            | Error::UnknownType { .. }
+            | Error::UnknownAuthority { .. }
+            | Error::InvalidType { .. }
+            | Error::BadRequest { .. }
+            | Error::BodyTooLarge { .. } => Kind::Invalid,
+            Error::LicenseNotFound { .. } => Kind::NotFound,
+            Error::DuplicateLicense { .. }
+            | Error::IllegalTransition { .. }
+            | Error::AlreadyExists { .. }
+            | Error::AuthorityCertUnusable { .. } => Kind::Conflict,
+            Error::TypeNotAllowed { .. } => Kind::Forbidden,
+            Error::Unauthenticated { .. } => Kind::Unauthenticated,
+            Error::DatabaseUnavailable(_) => Kind::Unavailable,
+            Error::NotInitialised | Error::KeyStore { .. } | Error::Internal(_) => Kind::Internal,
+        }
+    }
+
+    /// Structured evidence for the client (never internals).
+    pub fn details(&self) -> Value {
+        match self {
+            Error::InvalidFields { errors } => serde_json::json!({ "errors": errors }),
+            Error::DuplicateLicense { id, .. } => serde_json::json!({ "existing_id": id }),
+            Error::IllegalTransition { from, to } => serde_json::json!({ "from": from, "to": to }),
+            _ => Value::Null,
+        }
+    }
+
+    pub fn internal(what: impl std::fmt::Display) -> Self {
+        Error::Internal(what.to_string())
+    }
+
+    pub fn bad_request(reason: impl Into<String>) -> Self {
+        Error::BadRequest {
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Error::DatabaseUnavailable(e),
+            other => Error::Internal(format!("database: {other}")),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,7 @@
+//! Licenses: types, identifiers, holders, the signed record, issuance and lifecycle.
+
+pub mod credit_code;
+pub mod holder;
+pub mod id;
+pub mod record;
+pub mod types;

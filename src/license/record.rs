@@ -1,0 +1,121 @@
+//! The canonical license record and its issuer signature (COSE_Sign1, ES256).
+//!
+//! The record is JSON with object keys sorted (by UTF-8 bytes), no insignificant white space,
+//! and only strings, integers, booleans, null, arrays and objects — the subset on which this
+//! canonical form equals RFC 8785 (JCS) for the keys our schemas use. It is the COSE payload, so a
+//! verifier needs only the COSE structure and the issuer's certificate.
+
+use crate::error::{Error, Result};
+use crate::pki::Signer;
+use coset::{CborSerializable, CoseSign1, CoseSign1Builder, HeaderBuilder, iana};
+use serde_json::Value;
+
+/// Serialises a JSON value canonically (sorted keys, compact).
+pub fn canonical_json(v: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String((*k).clone()).to_string());
+                out.push(':');
+                if let Some(val) = map.get(*k) {
+                    write_canonical(val, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Signs `payload` as a COSE_Sign1 with ES256; `kid` goes in the protected header.
+pub fn sign(payload: &[u8], kid: &[u8], signer: &dyn Signer) -> Result<Vec<u8>> {
+    let protected = HeaderBuilder::new()
+        .algorithm(iana::Algorithm::ES256)
+        .key_id(kid.to_vec())
+        .content_format(iana::CoapContentFormat::Json)
+        .build();
+    let mut err = None;
+    let sign1 = CoseSign1Builder::new()
+        .protected(protected)
+        .payload(payload.to_vec())
+        .create_signature(b"", |tbs| match signer.sign_fixed(tbs) {
+            Ok(s) => s,
+            Err(e) => {
+                err = Some(e);
+                Vec::new()
+            }
+        })
+        .build();
+    if let Some(e) = err {
+        return Err(e);
+    }
+    sign1
+        .to_vec()
+        .map_err(|e| Error::internal(format!("COSE encoding: {e}")))
+}
+
+/// Why a signed record does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("not a COSE_Sign1 structure")]
+    Malformed,
+    #[error("algorithm is not ES256")]
+    Algorithm,
+    #[error("no payload")]
+    NoPayload,
+    #[error("signature does not verify with the issuer's key")]
+    BadSignature,
+}
+
+/// Verifies a COSE_Sign1 with an uncompressed P-256 public key and returns its payload.
+pub fn verify(cose: &[u8], public_key: &[u8]) -> Result<Vec<u8>, SignatureError> {
+    let sign1 = CoseSign1::from_slice(cose).map_err(|_| SignatureError::Malformed)?;
+    if sign1.protected.header.alg
+        != Some(coset::RegisteredLabelWithPrivate::Assigned(
+            iana::Algorithm::ES256,
+        ))
+    {
+        return Err(SignatureError::Algorithm);
+    }
+    let key = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ECDSA_P256_SHA256_FIXED,
+        public_key,
+    );
+    sign1
+        .verify_signature(b"", |sig, tbs| key.verify(tbs, sig))
+        .map_err(|_| SignatureError::BadSignature)?;
+    sign1.payload.ok_or(SignatureError::NoPayload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_and_compacts() {
+        let v = serde_json::json!({"b": 1, "a": {"z": "中", "y": [true, null]}});
+        assert_eq!(canonical_json(&v), r#"{"a":{"y":[true,null],"z":"中"},"b":1}"#);
+    }
+}

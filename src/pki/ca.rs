@@ -1,0 +1,328 @@
+//! Issuing the region's certificates and CRLs.
+
+use super::keystore::{KeyStore, PublicKey, RcgenSigner, Signer};
+use crate::clock::SharedClock;
+use crate::error::{Error, Result};
+use crate::store::{CertRow, CrlRow, KeyRow, RegionRow, Store};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
+    DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
+    KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber,
+};
+use ring::rand::{SecureRandom, SystemRandom};
+use std::sync::Arc;
+use time::{Duration, OffsetDateTime};
+
+/// id-kp-documentSigning (RFC 9336).
+pub const EKU_DOCUMENT_SIGNING: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 3, 36];
+/// organizationIdentifier (X.520).
+const OID_ORGANIZATION_IDENTIFIER: &[u64] = &[2, 5, 4, 97];
+
+const ROOT_YEARS: i64 = 20;
+const AUTHORITY_YEARS: i64 = 5;
+const CRL_DAYS: i64 = 7;
+
+/// The region's certificate authority.
+#[derive(Clone)]
+pub struct Pki {
+    store: Store,
+    keys: Arc<KeyStore>,
+    clock: SharedClock,
+    public_url: String,
+}
+
+impl std::fmt::Debug for Pki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pki(..)")
+    }
+}
+
+fn random_serial() -> Result<SerialNumber> {
+    let mut b = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| Error::internal("random generator failed"))?;
+    b[0] = (b[0] & 0x7f) | 0x40; // positive, 16 significant bytes
+    Ok(SerialNumber::from_slice(&b))
+}
+
+fn printable(s: &str) -> Result<DnValue> {
+    Ok(DnValue::PrintableString(
+        s.try_into().map_err(|_| Error::internal("not a PrintableString"))?,
+    ))
+}
+
+fn to_time(unix: i64) -> Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp(unix).map_err(|_| Error::internal("time out of range"))
+}
+
+impl Pki {
+    pub fn new(store: Store, keys: Arc<KeyStore>, clock: SharedClock, public_url: String) -> Self {
+        Pki {
+            store,
+            keys,
+            clock,
+            public_url,
+        }
+    }
+
+    pub fn keys(&self) -> &Arc<KeyStore> {
+        &self.keys
+    }
+
+    /// Creates the region with its root CA and a first CRL.
+    pub async fn init_region(&self, code: &str, name: &str) -> Result<RegionRow> {
+        if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::bad_request(
+                "the region code must be a 6-digit administrative division code",
+            ));
+        }
+        if self.store.region().await?.is_some() {
+            return Err(Error::AlreadyExists {
+                what: "the region".into(),
+            });
+        }
+        let now = self.clock.now();
+        let (key_row, key) = self.keys.generate(now.unix_timestamp())?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CountryName, printable("CN")?);
+        dn.push(DnType::OrganizationName, name);
+        dn.push(DnType::CommonName, format!("{name} Root CA"));
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + Duration::days(365 * ROOT_YEARS);
+        params.serial_number = Some(random_serial()?);
+        params.key_identifier_method = KeyIdMethod::Sha256;
+        let signer = RcgenSigner(key.as_ref());
+        let cert = params
+            .self_signed(&signer)
+            .map_err(|e| Error::internal(format!("root certificate: {e}")))?;
+        let row = cert_row(
+            "root",
+            format!("CN={name} Root CA, O={name}, C=CN"),
+            None,
+            &key_row,
+            cert.der().to_vec(),
+            &params,
+            now.unix_timestamp(),
+        )?;
+        let region = RegionRow {
+            code: code.to_string(),
+            name: name.to_string(),
+            root_serial: row.serial.clone(),
+            created_at: now.unix_timestamp(),
+        };
+        self.store.insert_region(&region, &key_row, &row).await?;
+        self.issue_crl().await?;
+        Ok(region)
+    }
+
+    /// The region, or an error telling the operator to run `init`.
+    pub async fn region(&self) -> Result<RegionRow> {
+        self.store.region().await?.ok_or(Error::NotInitialised)
+    }
+
+    /// The root CA certificate.
+    pub async fn root(&self) -> Result<CertRow> {
+        let region = self.region().await?;
+        self.store
+            .certificate(&region.root_serial)
+            .await?
+            .ok_or_else(|| Error::internal("root certificate missing"))
+    }
+
+    async fn with_root_issuer<T>(
+        &self,
+        f: impl FnOnce(&Issuer<'_, RcgenSigner<'_>>) -> Result<T>,
+    ) -> Result<T> {
+        let root = self.root().await?;
+        let key = self.keys.signer(&root.key_id).await?;
+        let issuer = Issuer::from_ca_cert_der(&root.der.clone().into(), RcgenSigner(key.as_ref()))
+            .map_err(|e| Error::internal(format!("root certificate unusable: {e}")))?;
+        f(&issuer)
+    }
+
+    /// Generates a key and a seal-signing certificate for an authority. The caller stores both,
+    /// with the authority, in one transaction.
+    pub async fn new_authority_cert(
+        &self,
+        credit_code: &str,
+        name: &str,
+    ) -> Result<(KeyRow, CertRow)> {
+        let root = self.root().await?;
+        let now = self.clock.now();
+        let (key_row, key) = self.keys.generate(now.unix_timestamp())?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CountryName, printable("CN")?);
+        dn.push(DnType::OrganizationName, name);
+        dn.push(
+            DnType::CustomDnType(OID_ORGANIZATION_IDENTIFIER.to_vec()),
+            DnValue::Utf8String(format!("NTRCN-{credit_code}")),
+        );
+        dn.push(DnType::CommonName, name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::ContentCommitment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(
+            EKU_DOCUMENT_SIGNING.to_vec(),
+        )];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = now - Duration::minutes(5);
+        params.not_after =
+            (now + Duration::days(365 * AUTHORITY_YEARS)).min(to_time(root.not_after)?);
+        params.serial_number = Some(random_serial()?);
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![format!("{}/v1/pki/crl", self.public_url.trim_end_matches('/'))],
+        }];
+        let public = PublicKey(key.public_key().to_vec());
+        let der = self.with_root_issuer(|issuer| {
+            params
+                .signed_by(&public, issuer)
+                .map(|c| c.der().to_vec())
+                .map_err(|e| Error::internal(format!("authority certificate: {e}")))
+        })
+        .await?;
+        let row = cert_row(
+            "authority",
+            format!("CN={name}, organizationIdentifier=NTRCN-{credit_code}, O={name}, C=CN"),
+            Some(credit_code.to_string()),
+            &key_row,
+            der,
+            &params,
+            now.unix_timestamp(),
+        )?;
+        Ok((key_row, row))
+    }
+
+    /// Revokes a certificate and issues a new CRL that lists it.
+    pub async fn revoke(&self, serial: &str, reason: &str) -> Result<CrlRow> {
+        let now = self.clock.unix();
+        let cert = self
+            .store
+            .certificate(serial)
+            .await?
+            .ok_or_else(|| Error::bad_request(format!("no certificate with serial {serial}")))?;
+        if !REVOCATION_REASONS.contains(&reason) {
+            return Err(Error::bad_request(format!(
+                "revocation reason must be one of {}",
+                REVOCATION_REASONS.join(", ")
+            )));
+        }
+        if cert.kind == "root" {
+            return Err(Error::bad_request("the root certificate cannot be revoked"));
+        }
+        if !self.store.revoke_certificate(serial, now, reason).await? {
+            return Err(Error::AlreadyExists {
+                what: format!("revocation of certificate {serial}"),
+            });
+        }
+        self.issue_crl().await
+    }
+
+    /// Issues a fresh CRL listing every revoked certificate.
+    pub async fn issue_crl(&self) -> Result<CrlRow> {
+        let revoked = self.store.revoked_certificates().await?;
+        let now = self.clock.now();
+        let mut entries = Vec::with_capacity(revoked.len());
+        for c in &revoked {
+            entries.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(
+                    &hex::decode(&c.serial).map_err(|_| Error::internal("bad stored serial"))?,
+                ),
+                revocation_time: to_time(c.revoked_at.unwrap_or(now.unix_timestamp()))?,
+                reason_code: reason_code(c.revocation_reason.as_deref()),
+                invalidity_date: None,
+            });
+        }
+        let root = self.root().await?;
+        let key = self.keys.signer(&root.key_id).await?;
+        self.store
+            .insert_crl_next(|number| {
+                let params = CertificateRevocationListParams {
+                    this_update: now,
+                    next_update: now + Duration::days(CRL_DAYS),
+                    crl_number: SerialNumber::from(number as u64),
+                    issuing_distribution_point: None,
+                    revoked_certs: entries,
+                    key_identifier_method: KeyIdMethod::Sha256,
+                };
+                let issuer =
+                    Issuer::from_ca_cert_der(&root.der.clone().into(), RcgenSigner(key.as_ref()))
+                        .map_err(|e| Error::internal(format!("root unusable: {e}")))?;
+                let crl = params
+                    .signed_by(&issuer)
+                    .map_err(|e| Error::internal(format!("CRL: {e}")))?;
+                Ok(CrlRow {
+                    number,
+                    der: crl.der().to_vec(),
+                    this_update: now.unix_timestamp(),
+                    next_update: (now + Duration::days(CRL_DAYS)).unix_timestamp(),
+                })
+            })
+            .await
+    }
+
+    /// The newest CRL, reissued when it is past half its life.
+    pub async fn current_crl(&self) -> Result<CrlRow> {
+        let now = self.clock.unix();
+        match self.store.latest_crl().await? {
+            Some(c) if now < c.this_update + (c.next_update - c.this_update) / 2 => Ok(c),
+            _ => self.issue_crl().await,
+        }
+    }
+}
+
+/// RFC 5280 reason names we accept; `unspecified` is written as no reason code at all (5.3.1).
+pub const REVOCATION_REASONS: &[&str] = &[
+    "unspecified",
+    "keyCompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+];
+
+fn reason_code(reason: Option<&str>) -> Option<RevocationReason> {
+    match reason {
+        Some("keyCompromise") => Some(RevocationReason::KeyCompromise),
+        Some("affiliationChanged") => Some(RevocationReason::AffiliationChanged),
+        Some("superseded") => Some(RevocationReason::Superseded),
+        Some("cessationOfOperation") => Some(RevocationReason::CessationOfOperation),
+        _ => None,
+    }
+}
+
+fn cert_row(
+    kind: &str,
+    subject: String,
+    owner: Option<String>,
+    key: &KeyRow,
+    der: Vec<u8>,
+    params: &CertificateParams,
+    now: i64,
+) -> Result<CertRow> {
+    let serial = params
+        .serial_number
+        .as_ref()
+        .map(|s| hex::encode(s.to_bytes()))
+        .ok_or_else(|| Error::internal("certificate without serial"))?;
+    Ok(CertRow {
+        serial,
+        kind: kind.to_string(),
+        subject,
+        owner,
+        key_id: key.id.clone(),
+        der,
+        not_before: params.not_before.unix_timestamp(),
+        not_after: params.not_after.unix_timestamp(),
+        revoked_at: None,
+        revocation_reason: None,
+        created_at: now,
+    })
+}

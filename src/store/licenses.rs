@@ -1,0 +1,406 @@
+//! Licenses, their versions and events, serial counters and import progress.
+
+use super::{Store, is_unique_violation, with_pool};
+use crate::error::{Error, Result};
+
+/// Appends an event with the next sequence number of its lineage, inside a transaction.
+macro_rules! insert_event {
+    ($tx:expr, $lineage:expr, $at:expr, $action:expr, $from:expr, $to:expr, $version:expr, $reason:expr, $actor:expr) => {{
+        let seq: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM license_events WHERE lineage = $1",
+        )
+        .bind($lineage)
+        .fetch_one(&mut *$tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO license_events (lineage, seq, at, action, from_status, to_status, version, reason, actor) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind($lineage)
+        .bind(seq)
+        .bind($at)
+        .bind($action)
+        .bind($from)
+        .bind($to)
+        .bind($version)
+        .bind($reason)
+        .bind($actor)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LicenseRow {
+    pub lineage: String,
+    pub id: String,
+    pub version: i64,
+    pub type_code: String,
+    pub number: String,
+    pub issuer: String,
+    pub holder_name: String,
+    pub holder_code: String,
+    pub holder_code_type: String,
+    pub issue_date: String,
+    pub valid_from: String,
+    pub valid_to: Option<String>,
+    pub status: String,
+    pub record: String,
+    pub signature: Vec<u8>,
+    pub source_hash: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct VersionRow {
+    pub id: String,
+    pub lineage: String,
+    pub version: i64,
+    pub record: String,
+    pub signature: Vec<u8>,
+    pub reason: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub lineage: String,
+    pub seq: i64,
+    pub at: i64,
+    pub action: String,
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub version: i64,
+    pub reason: Option<String>,
+    pub actor: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ImportRunRow {
+    pub file_hash: String,
+    pub file_name: String,
+    pub lines_done: i64,
+    pub issued: i64,
+    pub skipped: i64,
+    pub failed: i64,
+    pub finished: i64,
+    pub updated_at: i64,
+}
+
+/// A license that already holds a number of a type.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ExistingNumber {
+    pub number: String,
+    pub id: String,
+    pub source_hash: Option<Vec<u8>>,
+}
+
+/// Filters of a license listing. `status` is a status code; `05` (expired) is derived from the
+/// validity end date compared with `today`.
+#[derive(Debug, Clone, Default)]
+pub struct LicenseFilter {
+    pub type_code: Option<String>,
+    pub holder_code: Option<String>,
+    pub issuer: Option<String>,
+    pub status: Option<String>,
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+const LICENSE_COLUMNS: &str = "SELECT lineage, id, version, type_code, number, issuer, holder_name, holder_code, \
+     holder_code_type, issue_date, valid_from, valid_to, status, record, signature, source_hash, created_at, updated_at \
+     FROM licenses";
+
+/// Rows per multi-row INSERT: keeps under SQLite's 32,766 bound parameters.
+const INSERT_CHUNK: usize = 500;
+
+impl Store {
+    /// Reserves `n` consecutive serial numbers; returns the first. Gaps (from failed issuance)
+    /// are harmless: serials only need to be unique.
+    pub async fn reserve_serials(&self, type_code: &str, issuer: &str, year: i32, n: i64) -> Result<i64> {
+        with_pool!(self, pool => {
+            let next: i64 = sqlx::query_scalar(
+                "INSERT INTO serial_counters (type_code, issuer, year, next) VALUES ($1, $2, $3, $4 + 1) \
+                 ON CONFLICT (type_code, issuer, year) DO UPDATE SET next = serial_counters.next + $4 \
+                 RETURNING next",
+            )
+            .bind(type_code)
+            .bind(issuer)
+            .bind(i64::from(year))
+            .bind(n)
+            .fetch_one(pool)
+            .await?;
+            Ok(next - n)
+        })
+    }
+
+    /// Which of `numbers` of a type are already issued.
+    pub async fn existing_numbers(&self, type_code: &str, numbers: &[String]) -> Result<Vec<ExistingNumber>> {
+        let mut out = Vec::new();
+        for chunk in numbers.chunks(INSERT_CHUNK) {
+            with_pool!(self, pool => {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "SELECT number, id, source_hash FROM licenses WHERE type_code = ",
+                );
+                qb.push_bind(type_code).push(" AND number IN (");
+                let mut sep = qb.separated(", ");
+                for n in chunk {
+                    sep.push_bind(n);
+                }
+                qb.push(")");
+                out.extend(qb.build_query_as::<ExistingNumber>().fetch_all(pool).await?);
+            });
+        }
+        Ok(out)
+    }
+
+    /// Stores newly issued licenses (each as version 1 with an `issued` event) and, when given,
+    /// the import progress that covers them — all in one transaction.
+    pub async fn insert_licenses(
+        &self,
+        rows: &[LicenseRow],
+        actor: &str,
+        progress: Option<&ImportRunRow>,
+    ) -> Result<()> {
+        let r: std::result::Result<(), sqlx::Error> = with_pool!(self, pool => {
+            async {
+                let mut tx = pool.begin().await?;
+                for chunk in rows.chunks(INSERT_CHUNK) {
+                    let mut qb = sqlx::QueryBuilder::new(
+                        "INSERT INTO licenses (lineage, id, version, type_code, number, issuer, holder_name, holder_code, \
+                         holder_code_type, issue_date, valid_from, valid_to, status, record, signature, source_hash, created_at, updated_at) ",
+                    );
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(&r.lineage).push_bind(&r.id).push_bind(r.version).push_bind(&r.type_code)
+                            .push_bind(&r.number).push_bind(&r.issuer).push_bind(&r.holder_name)
+                            .push_bind(&r.holder_code).push_bind(&r.holder_code_type).push_bind(&r.issue_date)
+                            .push_bind(&r.valid_from).push_bind(&r.valid_to).push_bind(&r.status)
+                            .push_bind(&r.record).push_bind(&r.signature).push_bind(&r.source_hash)
+                            .push_bind(r.created_at).push_bind(r.updated_at);
+                    });
+                    qb.build().execute(&mut *tx).await?;
+
+                    let mut qb = sqlx::QueryBuilder::new(
+                        "INSERT INTO license_versions (id, lineage, version, record, signature, reason, created_at) ",
+                    );
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(&r.id).push_bind(&r.lineage).push_bind(r.version).push_bind(&r.record)
+                            .push_bind(&r.signature).push_bind(None::<String>).push_bind(r.created_at);
+                    });
+                    qb.build().execute(&mut *tx).await?;
+
+                    let mut qb = sqlx::QueryBuilder::new(
+                        "INSERT INTO license_events (lineage, seq, at, action, from_status, to_status, version, reason, actor) ",
+                    );
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(&r.lineage).push_bind(1_i64).push_bind(r.created_at).push_bind("issued")
+                            .push_bind(None::<String>).push_bind(&r.status).push_bind(r.version)
+                            .push_bind(None::<String>).push_bind(actor);
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                if let Some(p) = progress {
+                    sqlx::query(
+                        "INSERT INTO import_runs (file_hash, file_name, lines_done, issued, skipped, failed, finished, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                         ON CONFLICT (file_hash) DO UPDATE SET lines_done = excluded.lines_done, issued = excluded.issued, \
+                         skipped = excluded.skipped, failed = excluded.failed, finished = excluded.finished, updated_at = excluded.updated_at",
+                    )
+                    .bind(&p.file_hash).bind(&p.file_name).bind(p.lines_done).bind(p.issued)
+                    .bind(p.skipped).bind(p.failed).bind(p.finished).bind(p.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await
+            }.await
+        });
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(Error::AlreadyExists {
+                what: "a license with one of these numbers".into(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn import_run(&self, file_hash: &str) -> Result<Option<ImportRunRow>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, ImportRunRow>(
+                "SELECT file_hash, file_name, lines_done, issued, skipped, failed, finished, updated_at FROM import_runs WHERE file_hash = $1",
+            )
+            .bind(file_hash)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    pub async fn license_by_lineage(&self, lineage: &str) -> Result<Option<LicenseRow>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, LicenseRow>(&format!("{LICENSE_COLUMNS} WHERE lineage = $1"))
+                .bind(lineage)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    pub async fn license_by_number(&self, type_code: &str, number: &str) -> Result<Option<LicenseRow>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, LicenseRow>(&format!("{LICENSE_COLUMNS} WHERE type_code = $1 AND number = $2"))
+                .bind(type_code)
+                .bind(number)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    pub async fn list_licenses(&self, f: &LicenseFilter, today: &str) -> Result<Vec<LicenseRow>> {
+        Ok(with_pool!(self, pool => {
+            let mut qb = sqlx::QueryBuilder::new(LICENSE_COLUMNS);
+            qb.push(" WHERE 1 = 1");
+            if let Some(t) = &f.type_code {
+                qb.push(" AND type_code = ").push_bind(t);
+            }
+            if let Some(h) = &f.holder_code {
+                qb.push(" AND holder_code = ").push_bind(h);
+            }
+            if let Some(i) = &f.issuer {
+                qb.push(" AND issuer = ").push_bind(i);
+            }
+            match f.status.as_deref() {
+                Some("05") => {
+                    qb.push(" AND status = '01' AND valid_to IS NOT NULL AND valid_to < ").push_bind(today);
+                }
+                Some("01") => {
+                    qb.push(" AND status = '01' AND (valid_to IS NULL OR valid_to >= ").push_bind(today).push(")");
+                }
+                Some(s) => {
+                    qb.push(" AND status = ").push_bind(s);
+                }
+                None => {}
+            }
+            if let Some(a) = &f.after {
+                qb.push(" AND lineage > ").push_bind(a);
+            }
+            qb.push(" ORDER BY lineage LIMIT ").push_bind(f.limit);
+            qb.build_query_as::<LicenseRow>().fetch_all(pool).await?
+        }))
+    }
+
+    pub async fn count_licenses(&self) -> Result<i64> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM licenses").fetch_one(pool).await?
+        }))
+    }
+
+    /// The lineage of any version's identifier.
+    pub async fn lineage_of(&self, id: &str) -> Result<Option<String>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_scalar::<_, String>("SELECT lineage FROM license_versions WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    pub async fn versions(&self, lineage: &str) -> Result<Vec<VersionRow>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, VersionRow>(
+                "SELECT id, lineage, version, record, signature, reason, created_at FROM license_versions WHERE lineage = $1 ORDER BY version",
+            )
+            .bind(lineage)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    pub async fn events(&self, lineage: &str) -> Result<Vec<EventRow>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, EventRow>(
+                "SELECT lineage, seq, at, action, from_status, to_status, version, reason, actor FROM license_events WHERE lineage = $1 ORDER BY seq",
+            )
+            .bind(lineage)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Changes the status if it is still `from`; false when another change came first.
+    pub async fn set_status(
+        &self,
+        lineage: &str,
+        from: &str,
+        to: &str,
+        at: i64,
+        reason: &str,
+        actor: &str,
+    ) -> Result<bool> {
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query("UPDATE licenses SET status = $3, updated_at = $4 WHERE lineage = $1 AND status = $2")
+                .bind(lineage)
+                .bind(from)
+                .bind(to)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n != 1 {
+                return Ok(false);
+            }
+            let version: i64 = sqlx::query_scalar("SELECT version FROM licenses WHERE lineage = $1")
+                .bind(lineage)
+                .fetch_one(&mut *tx)
+                .await?;
+            insert_event!(tx, lineage, at, "status", Some(from), to, version, Some(reason), actor);
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// Replaces the current version with `new` if the current one is still `old_version`.
+    pub async fn amend(&self, new: &LicenseRow, old_version: i64, reason: &str, actor: &str) -> Result<bool> {
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
+                "UPDATE licenses SET id = $3, version = $4, holder_name = $5, holder_code = $6, holder_code_type = $7, \
+                 valid_from = $8, valid_to = $9, record = $10, signature = $11, updated_at = $12 \
+                 WHERE lineage = $1 AND version = $2",
+            )
+            .bind(&new.lineage)
+            .bind(old_version)
+            .bind(&new.id)
+            .bind(new.version)
+            .bind(&new.holder_name)
+            .bind(&new.holder_code)
+            .bind(&new.holder_code_type)
+            .bind(&new.valid_from)
+            .bind(&new.valid_to)
+            .bind(&new.record)
+            .bind(&new.signature)
+            .bind(new.updated_at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n != 1 {
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO license_versions (id, lineage, version, record, signature, reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&new.id)
+            .bind(&new.lineage)
+            .bind(new.version)
+            .bind(&new.record)
+            .bind(&new.signature)
+            .bind(reason)
+            .bind(new.updated_at)
+            .execute(&mut *tx)
+            .await?;
+            insert_event!(tx, &new.lineage, new.updated_at, "amended", Some(&new.status), &new.status, new.version, Some(reason), actor);
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+}
+

@@ -1,0 +1,111 @@
+//! Storage: one [`Store`] over SQLite (embedded default) or PostgreSQL (several nodes).
+//!
+//! The SQL is written once, with `$N` placeholders that both backends accept, and run against
+//! whichever pool the store holds ([`with_pool!`] expands the same body for each backend). Schema
+//! differences live in `migrations/sqlite` and `migrations/postgres`.
+
+mod licenses;
+mod pki;
+mod types;
+
+pub use licenses::*;
+pub use pki::*;
+pub use types::*;
+
+use crate::error::{Error, Result};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A connection pool to one of the two supported databases.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same body against whichever pool `$store` holds, binding it to `$pool`.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH` or `postgres://...`) and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Store> {
+        let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url)
+                .map_err(|e| Error::bad_request(format!("database URL: {e}")))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(opts)
+                .await?;
+            POSTGRES_MIGRATIONS
+                .run(&pool)
+                .await
+                .map_err(|e| Error::internal(format!("migrations: {e}")))?;
+            Store::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(|e| Error::bad_request(format!("database URL: {e}")))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a commit that returned is on disk even after a power cut.
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+                .pragma("cache_size", "-65536");
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await?;
+            SQLITE_MIGRATIONS
+                .run(&pool)
+                .await
+                .map_err(|e| Error::internal(format!("migrations: {e}")))?;
+            Store::Sqlite(pool)
+        } else {
+            return Err(Error::bad_request(
+                "database URL must start with sqlite: or postgres://",
+            ));
+        };
+        Ok(store)
+    }
+
+    /// Which backend this is, for logs and benchmarks.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A cheap round trip, for health checks.
+    pub async fn ping(&self) -> Result<()> {
+        with_pool!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// True when a database error is a unique-constraint violation.
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
