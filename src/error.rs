@@ -19,6 +19,8 @@ pub enum Kind {
     Unauthenticated,
     /// Authenticated but not allowed (403).
     Forbidden,
+    /// The route exists but not with this method (405).
+    MethodNotAllowed,
     /// A dependency (the database) is unavailable; the caller may retry (503).
     Unavailable,
     /// A bug or an unexpected state; details are logged, not returned (500).
@@ -75,8 +77,12 @@ pub enum Error {
     InvalidType { reason: String },
     #[error("the request is invalid: {reason}")]
     BadRequest { reason: String },
-    #[error("the request body is larger than {limit} bytes")]
-    BodyTooLarge { limit: usize },
+    #[error("the request body is larger than this endpoint accepts")]
+    BodyTooLarge,
+    #[error("no such route")]
+    RouteNotFound,
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
     #[error("authentication required: {reason}")]
     Unauthenticated { reason: String },
     #[error("the authority's signing certificate is revoked or expired")]
@@ -107,8 +113,10 @@ impl Error {
             Error::AuthorityCertUnusable { .. } => "AUT-0002",
             Error::AlreadyExists { .. } => "GEN-0409",
             Error::BadRequest { .. } => "REQ-0001",
-            Error::BodyTooLarge { .. } => "REQ-0002",
+            Error::BodyTooLarge => "REQ-0002",
             Error::Unauthenticated { .. } => "AUTH-0001",
+            Error::RouteNotFound => "REQ-0404",
+            Error::MethodNotAllowed => "REQ-0405",
             Error::NotInitialised => "SYS-0001",
             Error::KeyStore { .. } => "SYS-0002",
             Error::DatabaseUnavailable(_) => "SYS-0503",
@@ -124,8 +132,9 @@ impl Error {
             | Error::UnknownAuthority { .. }
             | Error::InvalidType { .. }
             | Error::BadRequest { .. }
-            | Error::BodyTooLarge { .. } => Kind::Invalid,
-            Error::LicenseNotFound { .. } => Kind::NotFound,
+            | Error::BodyTooLarge => Kind::Invalid,
+            Error::LicenseNotFound { .. } | Error::RouteNotFound => Kind::NotFound,
+            Error::MethodNotAllowed => Kind::MethodNotAllowed,
             Error::DuplicateLicense { .. }
             | Error::IllegalTransition { .. }
             | Error::AlreadyExists { .. }

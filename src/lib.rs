@@ -1,8 +1,14 @@
 //! elicense: electronic licenses, signatures and seals for government data bureaus.
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod bench;
+pub mod cli;
 pub mod clock;
+pub mod config;
+pub mod demo;
 pub mod error;
+pub mod http;
 pub mod license;
 pub mod pki;
 pub mod store;

@@ -6,7 +6,9 @@
 use crate::error::FieldError;
 
 const ALPHABET: &[u8; 31] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
-const WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
+const WEIGHTS: [u32; 17] = [
+    1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
+];
 
 fn value(c: u8) -> Option<u32> {
     ALPHABET.iter().position(|&a| a == c).map(|p| p as u32)
@@ -31,7 +33,9 @@ pub fn check_char(first17: &str) -> Option<char> {
 pub enum CreditCodeError {
     #[error("must be 18 characters, got {0}")]
     Length(usize),
-    #[error("character {ch:?} at position {pos} is not allowed (digits and A-Y without I, O, S, V)")]
+    #[error(
+        "character {ch:?} at position {pos} is not allowed (digits and A-Y without I, O, S, V)"
+    )]
     Character { pos: usize, ch: char },
     #[error("wrong check character: expected {expected}, got {got}")]
     Check { expected: char, got: char },
@@ -70,7 +74,11 @@ mod tests {
     #[test]
     fn known_codes_validate() {
         // Ministry of Public Security, and codes used in GB/T 36904 examples.
-        for code in ["11100000000013338W", "11100000000013127D", "91350100M000100Y43"] {
+        for code in [
+            "11100000000013338W",
+            "11100000000013127D",
+            "91350100M000100Y43",
+        ] {
             assert_eq!(validate(code), Ok(()), "{code}");
         }
     }
@@ -81,7 +89,10 @@ mod tests {
             validate("11100000000013338X"),
             Err(CreditCodeError::Check { expected: 'W', .. })
         ));
-        assert!(matches!(validate("1110000000001333"), Err(CreditCodeError::Length(16))));
+        assert!(matches!(
+            validate("1110000000001333"),
+            Err(CreditCodeError::Length(16))
+        ));
         assert!(matches!(
             validate("11100000000013338I"),
             Err(CreditCodeError::Character { pos: 18, ch: 'I' })

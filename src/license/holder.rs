@@ -44,20 +44,23 @@ impl Holder {
         let mut errs = Vec::new();
         let n = self.name.trim().chars().count();
         if n == 0 || n > 100 {
-            errs.push(FieldError::new("/holder/name", "must be 1 to 100 characters"));
+            errs.push(FieldError::new(
+                "/holder/name",
+                "must be 1 to 100 characters",
+            ));
         }
         if self.code_type.len() != 3 || !self.code_type.bytes().all(|b| b.is_ascii_digit()) {
-            errs.push(FieldError::new("/holder/code_type", "must be a 3-digit code type"));
+            errs.push(FieldError::new(
+                "/holder/code_type",
+                "must be a 3-digit code type",
+            ));
         }
         match self.code_type.as_str() {
             CODE_RESIDENT_ID => {
                 let ok = self.code.len() == 18
-                    && self
-                        .code
-                        .split_at_checked(17)
-                        .is_some_and(|(body, check)| {
-                            resident_id_check(body).is_some_and(|c| check.starts_with(c))
-                        });
+                    && self.code.split_at_checked(17).is_some_and(|(body, check)| {
+                        resident_id_check(body).is_some_and(|c| check.starts_with(c))
+                    });
                 if !ok {
                     errs.push(FieldError::new(
                         "/holder/code",
@@ -73,7 +76,10 @@ impl Holder {
             _ => {
                 let len = self.code.chars().count();
                 if len == 0 || len > 64 || self.code.chars().any(char::is_control) {
-                    errs.push(FieldError::new("/holder/code", "must be 1 to 64 printable characters"));
+                    errs.push(FieldError::new(
+                        "/holder/code",
+                        "must be 1 to 64 printable characters",
+                    ));
                 }
             }
         }

@@ -42,7 +42,9 @@ pub enum IdError {
     TypeCode(String),
     #[error("type code {code:?}: its credit-code part is invalid: {reason}")]
     TypeCodeCredit { code: String, reason: String },
-    #[error("issuer code {0:?} must be an 18-character credit code (or a legacy 6-digit region code)")]
+    #[error(
+        "issuer code {0:?} must be an 18-character credit code (or a legacy 6-digit region code)"
+    )]
     IssuerCode(String),
     #[error("issuer code {code:?} is invalid: {reason}")]
     IssuerCredit { code: String, reason: String },
@@ -141,8 +143,7 @@ impl LicenseId {
             .parse()
             .map_err(|_| IdError::Version(version.to_string()))?;
         let body = format!("{type_code}{issuer}{serial}{version}");
-        let expected =
-            mod37_36_check(&body).ok_or_else(|| IdError::Serial(serial.to_string()))?;
+        let expected = mod37_36_check(&body).ok_or_else(|| IdError::Serial(serial.to_string()))?;
         if check.len() != 1 || !check.starts_with(expected) {
             return Err(IdError::Check {
                 expected,
@@ -212,11 +213,15 @@ mod tests {
             Err(IdError::PartCount(2))
         ));
         assert!(matches!(
-            LicenseId::parse("1.2.156.3005.2.11100000000013338W011.11430000006122244L.20230000403.01.U"),
+            LicenseId::parse(
+                "1.2.156.3005.2.11100000000013338W011.11430000006122244L.20230000403.01.U"
+            ),
             Err(IdError::Version(_))
         ));
         assert!(matches!(
-            LicenseId::parse("1.2.156.3005.2.11100000000013338W011.11430000006122244X.20230000403.001.U"),
+            LicenseId::parse(
+                "1.2.156.3005.2.11100000000013338W011.11430000006122244X.20230000403.001.U"
+            ),
             Err(IdError::IssuerCredit { .. })
         ));
     }

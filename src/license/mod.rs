@@ -4,4 +4,8 @@ pub mod credit_code;
 pub mod holder;
 pub mod id;
 pub mod record;
+pub mod service;
 pub mod types;
+
+pub use service::{IssueRequest, Licenses, Status};
+pub mod import;

@@ -116,6 +116,9 @@ mod tests {
     #[test]
     fn canonical_json_sorts_and_compacts() {
         let v = serde_json::json!({"b": 1, "a": {"z": "中", "y": [true, null]}});
-        assert_eq!(canonical_json(&v), r#"{"a":{"y":[true,null],"z":"中"},"b":1}"#);
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":{"y":[true,null],"z":"中"},"b":1}"#
+        );
     }
 }

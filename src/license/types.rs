@@ -70,7 +70,8 @@ impl LicenseType {
     /// Checks a definition and compiles its schema.
     pub fn compile(def: TypeDefinition, builtin: bool) -> Result<Self> {
         let (credit, digits) = def.code.split_at_checked(18).unwrap_or((&def.code, ""));
-        if def.code.len() != 21 || digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        if def.code.len() != 21 || digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit())
+        {
             return Err(Error::InvalidType {
                 reason: "code must be 21 characters: a credit code and 3 digits".into(),
             });
@@ -133,7 +134,8 @@ impl LicenseType {
             holder_kind: self.def.holder_kind.as_str().to_string(),
             schema: self.def.schema.to_string(),
             validity_years: self.def.validity_years.map(i64::from),
-            disclosable: serde_json::to_string(&self.def.disclosable).unwrap_or_else(|_| "[]".into()),
+            disclosable: serde_json::to_string(&self.def.disclosable)
+                .unwrap_or_else(|_| "[]".into()),
             builtin: i64::from(self.builtin),
             created_at: now,
         }
@@ -177,7 +179,11 @@ pub fn builtins() -> Vec<TypeDefinition> {
             holder_kind: HolderKind::Any,
             schema: parse(include_str!("builtin/vehicle_licence.json")),
             validity_years: None,
-            disclosable: vec!["plate_number".into(), "vehicle_type".into(), "use_character".into()],
+            disclosable: vec![
+                "plate_number".into(),
+                "vehicle_type".into(),
+                "use_character".into(),
+            ],
         },
         TypeDefinition {
             code: RESIDENCE_PERMIT.into(),
@@ -217,16 +223,22 @@ mod tests {
         }));
         let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
         assert!(paths.contains(&"/fields/sex"), "{paths:?}");
-        assert!(paths.contains(&"/fields") , "{paths:?}");
+        assert!(paths.contains(&"/fields"), "{paths:?}");
     }
 
     #[test]
     fn bad_definitions_are_refused() {
         let mut def = builtins().remove(0);
         def.code = "11100000000013338X001".into();
-        assert!(matches!(LicenseType::compile(def, false), Err(Error::InvalidType { .. })));
+        assert!(matches!(
+            LicenseType::compile(def, false),
+            Err(Error::InvalidType { .. })
+        ));
         let mut def = builtins().remove(0);
         def.schema = serde_json::json!({"type": "object", "properties": {"a": {"type": 5}}});
-        assert!(matches!(LicenseType::compile(def, false), Err(Error::InvalidType { .. })));
+        assert!(matches!(
+            LicenseType::compile(def, false),
+            Err(Error::InvalidType { .. })
+        ));
     }
 }

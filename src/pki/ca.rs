@@ -48,7 +48,8 @@ fn random_serial() -> Result<SerialNumber> {
 
 fn printable(s: &str) -> Result<DnValue> {
     Ok(DnValue::PrintableString(
-        s.try_into().map_err(|_| Error::internal("not a PrintableString"))?,
+        s.try_into()
+            .map_err(|_| Error::internal("not a PrintableString"))?,
     ))
 }
 
@@ -179,16 +180,20 @@ impl Pki {
             (now + Duration::days(365 * AUTHORITY_YEARS)).min(to_time(root.not_after)?);
         params.serial_number = Some(random_serial()?);
         params.crl_distribution_points = vec![CrlDistributionPoint {
-            uris: vec![format!("{}/v1/pki/crl", self.public_url.trim_end_matches('/'))],
+            uris: vec![format!(
+                "{}/v1/pki/crl",
+                self.public_url.trim_end_matches('/')
+            )],
         }];
         let public = PublicKey(key.public_key().to_vec());
-        let der = self.with_root_issuer(|issuer| {
-            params
-                .signed_by(&public, issuer)
-                .map(|c| c.der().to_vec())
-                .map_err(|e| Error::internal(format!("authority certificate: {e}")))
-        })
-        .await?;
+        let der = self
+            .with_root_issuer(|issuer| {
+                params
+                    .signed_by(&public, issuer)
+                    .map(|c| c.der().to_vec())
+                    .map_err(|e| Error::internal(format!("authority certificate: {e}")))
+            })
+            .await?;
         let row = cert_row(
             "authority",
             format!("CN={name}, organizationIdentifier=NTRCN-{credit_code}, O={name}, C=CN"),
@@ -204,11 +209,10 @@ impl Pki {
     /// Revokes a certificate and issues a new CRL that lists it.
     pub async fn revoke(&self, serial: &str, reason: &str) -> Result<CrlRow> {
         let now = self.clock.unix();
-        let cert = self
-            .store
-            .certificate(serial)
-            .await?
-            .ok_or_else(|| Error::bad_request(format!("no certificate with serial {serial}")))?;
+        let cert =
+            self.store.certificate(serial).await?.ok_or_else(|| {
+                Error::bad_request(format!("no certificate with serial {serial}"))
+            })?;
         if !REVOCATION_REASONS.contains(&reason) {
             return Err(Error::bad_request(format!(
                 "revocation reason must be one of {}",

@@ -203,7 +203,9 @@ impl rcgen::PublicKeyData for RcgenSigner<'_> {
 
 impl rcgen::SigningKey for RcgenSigner<'_> {
     fn sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, rcgen::Error> {
-        self.0.sign_der(msg).map_err(|_| rcgen::Error::RingUnspecified)
+        self.0
+            .sign_der(msg)
+            .map_err(|_| rcgen::Error::RingUnspecified)
     }
 }
 
@@ -294,12 +296,12 @@ impl KeyStore {
     }
 
     fn open(&self, row: &KeyRow) -> Result<SoftwareKey> {
-        let (nonce, ct) = row
-            .sealed
-            .split_at_checked(NONCE_LEN)
-            .ok_or_else(|| Error::KeyStore {
-                reason: format!("key {} is truncated", row.id),
-            })?;
+        let (nonce, ct) =
+            row.sealed
+                .split_at_checked(NONCE_LEN)
+                .ok_or_else(|| Error::KeyStore {
+                    reason: format!("key {} is truncated", row.id),
+                })?;
         let nonce = Nonce::try_assume_unique_for_key(nonce)
             .map_err(|_| Error::internal("bad nonce length"))?;
         let mut buf = Zeroizing::new(ct.to_vec());
@@ -326,9 +328,13 @@ impl KeyStore {
         {
             return Ok(k.clone());
         }
-        let row = self.store.key(key_id).await?.ok_or_else(|| Error::KeyStore {
-            reason: format!("key {key_id} is not in the key store"),
-        })?;
+        let row = self
+            .store
+            .key(key_id)
+            .await?
+            .ok_or_else(|| Error::KeyStore {
+                reason: format!("key {key_id} is not in the key store"),
+            })?;
         let key = Arc::new(self.open(&row)?);
         self.cache
             .write()

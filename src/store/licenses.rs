@@ -118,7 +118,13 @@ const INSERT_CHUNK: usize = 500;
 impl Store {
     /// Reserves `n` consecutive serial numbers; returns the first. Gaps (from failed issuance)
     /// are harmless: serials only need to be unique.
-    pub async fn reserve_serials(&self, type_code: &str, issuer: &str, year: i32, n: i64) -> Result<i64> {
+    pub async fn reserve_serials(
+        &self,
+        type_code: &str,
+        issuer: &str,
+        year: i32,
+        n: i64,
+    ) -> Result<i64> {
         with_pool!(self, pool => {
             let next: i64 = sqlx::query_scalar(
                 "INSERT INTO serial_counters (type_code, issuer, year, next) VALUES ($1, $2, $3, $4 + 1) \
@@ -136,7 +142,11 @@ impl Store {
     }
 
     /// Which of `numbers` of a type are already issued.
-    pub async fn existing_numbers(&self, type_code: &str, numbers: &[String]) -> Result<Vec<ExistingNumber>> {
+    pub async fn existing_numbers(
+        &self,
+        type_code: &str,
+        numbers: &[String],
+    ) -> Result<Vec<ExistingNumber>> {
         let mut out = Vec::new();
         for chunk in numbers.chunks(INSERT_CHUNK) {
             with_pool!(self, pool => {
@@ -244,7 +254,11 @@ impl Store {
         }))
     }
 
-    pub async fn license_by_number(&self, type_code: &str, number: &str) -> Result<Option<LicenseRow>> {
+    pub async fn license_by_number(
+        &self,
+        type_code: &str,
+        number: &str,
+    ) -> Result<Option<LicenseRow>> {
         Ok(with_pool!(self, pool => {
             sqlx::query_as::<_, LicenseRow>(&format!("{LICENSE_COLUMNS} WHERE type_code = $1 AND number = $2"))
                 .bind(type_code)
@@ -359,7 +373,13 @@ impl Store {
     }
 
     /// Replaces the current version with `new` if the current one is still `old_version`.
-    pub async fn amend(&self, new: &LicenseRow, old_version: i64, reason: &str, actor: &str) -> Result<bool> {
+    pub async fn amend(
+        &self,
+        new: &LicenseRow,
+        old_version: i64,
+        reason: &str,
+        actor: &str,
+    ) -> Result<bool> {
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let n = sqlx::query(
@@ -403,4 +423,3 @@ impl Store {
         })
     }
 }
-

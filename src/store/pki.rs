@@ -22,7 +22,9 @@ pub struct KeyRow {
 
 impl std::fmt::Debug for KeyRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRow").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("KeyRow")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -70,7 +72,12 @@ impl Store {
     }
 
     /// Creates the region with its root key and certificate, atomically.
-    pub async fn insert_region(&self, region: &RegionRow, key: &KeyRow, root: &CertRow) -> Result<()> {
+    pub async fn insert_region(
+        &self,
+        region: &RegionRow,
+        key: &KeyRow,
+        root: &CertRow,
+    ) -> Result<()> {
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             insert_key_q(key).execute(&mut *tx).await?;
@@ -142,7 +149,10 @@ impl Store {
     }
 
     /// Stores a CRL under the next number; returns the number used.
-    pub async fn insert_crl_next(&self, make: impl FnOnce(i64) -> Result<CrlRow>) -> Result<CrlRow> {
+    pub async fn insert_crl_next(
+        &self,
+        make: impl FnOnce(i64) -> Result<CrlRow>,
+    ) -> Result<CrlRow> {
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let last: Option<i64> = sqlx::query_scalar("SELECT MAX(number) FROM crls")

@@ -1,0 +1,83 @@
+//! The service assembled from its configuration: one [`App`] holds the store, the key store, the
+//! CA and the license service, and is shared by the HTTP server and the CLI.
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::license::Licenses;
+use crate::pki::{KeyStore, MasterKey, Pki};
+use crate::store::Store;
+use std::sync::Arc;
+
+/// Everything a request or a command needs.
+#[derive(Clone, Debug)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub pki: Pki,
+    pub licenses: Licenses,
+    pub clock: SharedClock,
+}
+
+impl App {
+    /// Opens the database (applying migrations) and the key store. With `create_master_key`,
+    /// a missing master key file is created (first start); otherwise it must exist.
+    pub async fn open(config: Config, create_master_key: bool) -> Result<App> {
+        Self::open_with_clock(config, create_master_key, Arc::new(SystemClock)).await
+    }
+
+    pub async fn open_with_clock(
+        config: Config,
+        create_master_key: bool,
+        clock: SharedClock,
+    ) -> Result<App> {
+        config.ensure_data_dir()?;
+        let master = if create_master_key {
+            MasterKey::load_or_create(&config.master_key_file)?
+        } else {
+            MasterKey::load(&config.master_key_file)?
+        };
+        let store = Store::connect(&config.database_url).await?;
+        let keys = Arc::new(KeyStore::new(master, store.clone()));
+        let pki = Pki::new(
+            store.clone(),
+            keys,
+            clock.clone(),
+            config.public_url.clone(),
+        );
+        let licenses = Licenses::new(store.clone(), pki.clone(), clock.clone());
+        licenses.ensure_builtin_types().await?;
+        Ok(App {
+            config: Arc::new(config),
+            store,
+            pki,
+            licenses,
+            clock,
+        })
+    }
+
+    /// Creates an API token, stores its hash, and returns the token (shown once).
+    pub async fn create_token(&self, name: &str) -> Result<String> {
+        use base64::Engine;
+        use ring::rand::SecureRandom;
+        let mut raw = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut raw)
+            .map_err(|_| Error::internal("random generator failed"))?;
+        let token = format!(
+            "elt_{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+        );
+        self.store
+            .insert_token(&token_hash(&token), name, self.clock.unix())
+            .await?;
+        Ok(token)
+    }
+}
+
+/// What the database keeps of a token.
+pub fn token_hash(token: &str) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .to_vec()
+}

@@ -1,0 +1,279 @@
+//! `elicense bench`: issuance throughput next to the raw signing rate measured in the same run.
+//!
+//! Every figure is printed beside its baseline from the same process, because this machine is
+//! shared and noisy: ratios hold when absolute speeds drift.
+
+use crate::app::App;
+use crate::clock::SystemClock;
+use crate::config::{Config, Overrides};
+use crate::license::import::{ImportOptions, import_file};
+use anyhow::Context;
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Benchmark options.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Fewer licenses, for a quick look (10,000 instead of 100,000).
+    #[arg(long)]
+    pub quick: bool,
+    /// Licenses to issue per backend.
+    #[arg(long)]
+    pub licenses: Option<u64>,
+    /// PostgreSQL server to benchmark on (a scratch database is created and dropped);
+    /// `none` to skip PostgreSQL.
+    #[arg(
+        long,
+        env = "ELICENSE_BENCH_POSTGRES",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub postgres: String,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
+/// One row of the result table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Figure {
+    pub name: String,
+    pub value: f64,
+    pub unit: String,
+    pub baseline: Option<String>,
+    pub ratio: Option<f64>,
+    pub note: String,
+}
+
+/// Process CPU seconds (user + system), from /proc/self/stat (clock ticks of 1/100 s).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Raw ES256 signatures per second over a record-sized message on `threads` threads.
+pub fn raw_sign_rate(threads: usize, dur: Duration) -> f64 {
+    let rng = SystemRandom::new();
+    let Ok(pkcs8) = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng) else {
+        return 0.0;
+    };
+    let Ok(key) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+    else {
+        return 0.0;
+    };
+    let msg = vec![0x5au8; 700];
+    let start = Instant::now();
+    let total: u64 = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut n = 0u64;
+                    while start.elapsed() < dur {
+                        for _ in 0..64 {
+                            let _ = key.sign(&rng, &msg);
+                        }
+                        n += 64;
+                    }
+                    n
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    });
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Issues `n` synthetic licenses through the bulk path into a fresh database at `url`;
+/// returns (licenses per second, CPU cores used by this process).
+async fn issuance(url: &str, dir: &std::path::Path, n: u64) -> anyhow::Result<(f64, f64, f64)> {
+    let config = Config::load(&Overrides {
+        data_dir: Some(dir.to_path_buf()),
+        database_url: Some(url.to_string()),
+        ..Default::default()
+    })?;
+    let app = App::open_with_clock(config, true, Arc::new(SystemClock))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    app.pki
+        .init_region("340600", "Bench")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let auths = crate::demo::authorities();
+    let (code, name, types) = auths.first().context("authorities")?;
+    app.licenses
+        .add_authority(code, name, "municipal", types)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let file = dir.join("bench.jsonl");
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&file)?);
+        let mut rng = crate::demo::Rng::new(7);
+        for i in 0..n {
+            let r = crate::demo::request(
+                &mut rng,
+                crate::license::types::RESIDENT_ID_CARD,
+                code,
+                i + 1,
+            );
+            writeln!(w, "{r}")?;
+        }
+        w.flush()?;
+    }
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    let s = import_file(&app.licenses, &file, &ImportOptions::default(), &mut ())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let wall = t0.elapsed().as_secs_f64();
+    let cores = (cpu_seconds() - cpu0) / wall;
+    anyhow::ensure!(s.issued == n, "issued {} of {n}", s.issued);
+    // Single requests, one transaction each: the API path.
+    let singles = (n / 20).clamp(100, 2000);
+    let mut rng = crate::demo::Rng::new(99);
+    let t1 = Instant::now();
+    for i in 0..singles {
+        let r = crate::demo::request(
+            &mut rng,
+            crate::license::types::RESIDENT_ID_CARD,
+            code,
+            n + 1 + i,
+        );
+        let req = serde_json::from_value(r)?;
+        app.licenses
+            .issue(req, "bench")
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let single_rate = singles as f64 / t1.elapsed().as_secs_f64();
+    app.store.close().await;
+    Ok((n as f64 / wall, cores, single_rate))
+}
+
+pub async fn run(_g: &crate::cli::Global, args: BenchArgs) -> anyhow::Result<()> {
+    let n = args
+        .licenses
+        .unwrap_or(if args.quick { 10_000 } else { 100_000 });
+    let cores = std::thread::available_parallelism()
+        .map(|c| c.get())
+        .unwrap_or(1);
+    let dur = Duration::from_millis(if args.quick { 700 } else { 2000 });
+    println!("elicense bench: {n} licenses per backend, {cores} cores");
+    let raw1 = raw_sign_rate(1, dur);
+    let raw_all = raw_sign_rate(cores, dur);
+    let mut figs = vec![
+        Figure {
+            name: "raw ES256 sign, 1 thread".into(),
+            value: raw1,
+            unit: "sig/s".into(),
+            baseline: None,
+            ratio: None,
+            note: "ring, 700-byte message".into(),
+        },
+        Figure {
+            name: format!("raw ES256 sign, {cores} threads"),
+            value: raw_all,
+            unit: "sig/s".into(),
+            baseline: None,
+            ratio: None,
+            note: String::new(),
+        },
+    ];
+    let mut backends = vec![("sqlite".to_string(), None)];
+    if args.postgres != "none" {
+        backends.push(("postgres".to_string(), Some(args.postgres.clone())));
+    }
+    for (backend, admin_url) in backends {
+        let dir = tempfile::tempdir()?;
+        let (url, scratch) = match &admin_url {
+            None => (
+                format!("sqlite://{}", dir.path().join("bench.db").display()),
+                None,
+            ),
+            Some(admin) => {
+                let db = format!("elicense_bench_{}", std::process::id());
+                let url = create_scratch_db(admin, &db).await?;
+                (url, Some((admin.clone(), db)))
+            }
+        };
+        let result = issuance(&url, dir.path(), n).await;
+        if let Some((admin, db)) = scratch {
+            drop_scratch_db(&admin, &db).await;
+        }
+        let (rate, used, single) = result.with_context(|| format!("{backend} issuance"))?;
+        let per_core = rate / used.max(0.01);
+        figs.push(Figure {
+            name: format!("bulk issuance, {backend}"),
+            value: rate,
+            unit: "licenses/s".into(),
+            baseline: Some(format!(
+                "raw sign 1 thread {raw1:.0}/s x {used:.2} cores used"
+            )),
+            ratio: Some(per_core / raw1),
+            note: format!("{per_core:.0}/s per core used; target ratio >= 0.50"),
+        });
+        figs.push(Figure {
+            name: format!("single issuance (1 tx each), {backend}"),
+            value: single,
+            unit: "licenses/s".into(),
+            baseline: Some(format!("raw sign 1 thread {raw1:.0}/s")),
+            ratio: Some(single / raw1),
+            note: "API path: validate, check duplicate, reserve serial, sign, commit".into(),
+        });
+    }
+    println!(
+        "{:<42} {:>12} {:<12} {:>7}  baseline / note",
+        "figure", "value", "unit", "ratio"
+    );
+    for f in &figs {
+        println!(
+            "{:<42} {:>12.0} {:<12} {:>7}  {}{}{}",
+            f.name,
+            f.value,
+            f.unit,
+            f.ratio.map(|r| format!("{r:.2}")).unwrap_or_default(),
+            f.baseline.clone().unwrap_or_default(),
+            if f.baseline.is_some() && !f.note.is_empty() {
+                "; "
+            } else {
+                ""
+            },
+            f.note
+        );
+    }
+    if let Some(p) = args.json {
+        std::fs::write(&p, serde_json::to_string_pretty(&figs)?)?;
+    }
+    Ok(())
+}
+
+async fn create_scratch_db(admin_url: &str, db: &str) -> anyhow::Result<String> {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(admin_url)
+        .await
+        .context("connecting to PostgreSQL")?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
+        .execute(&mut c)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&mut c)
+        .await?;
+    let base = admin_url.rsplit_once('/').map(|x| x.0).unwrap_or(admin_url);
+    Ok(format!("{base}/{db}"))
+}
+
+async fn drop_scratch_db(admin_url: &str, db: &str) {
+    use sqlx::Connection;
+    if let Ok(mut c) = sqlx::PgConnection::connect(admin_url).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .execute(&mut c)
+            .await;
+    }
+}

@@ -1,0 +1,689 @@
+//! The command line. `main.rs` only calls [`main`].
+
+use crate::app::App;
+use crate::config::{Config, Overrides};
+use crate::error::Error;
+use crate::license::Status;
+use crate::license::id::LicenseId;
+use crate::license::import::{ImportObserver, ImportOptions, ImportSummary, LineError};
+use crate::license::types::{HolderKind, TypeDefinition};
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// elicense: electronic licenses, signatures and seals for government data bureaus.
+#[derive(Debug, Parser)]
+#[command(name = "elicense", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Configuration file (TOML); flags and environment variables override it.
+    #[arg(long, global = true, env = "ELICENSE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory: SQLite database, master key file, admin token [default: elicense-data].
+    #[arg(long, global = true, env = "ELICENSE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB [default: SQLite in the data directory].
+    #[arg(long, global = true, env = "ELICENSE_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API.
+    Serve {
+        /// Create a demo region (340600) with authorities and licenses if absent.
+        #[arg(long)]
+        demo: bool,
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long, env = "ELICENSE_LISTEN")]
+        listen: Option<String>,
+        /// URL clients reach this service at (written into certificates) [default: http://LISTEN].
+        #[arg(long, env = "ELICENSE_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
+    /// Create the region: root CA, key store, and an admin API token.
+    Init {
+        /// Administrative division code, e.g. 340600.
+        #[arg(long)]
+        region: String,
+        /// Region name.
+        #[arg(long)]
+        name: String,
+        /// URL clients reach this service at (written into certificates).
+        #[arg(long, env = "ELICENSE_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
+    /// Issuing authorities.
+    #[command(subcommand)]
+    Authority(AuthorityCmd),
+    /// License types.
+    #[command(name = "type", subcommand)]
+    Type(TypeCmd),
+    /// Licenses: issue, show, list, change status, amend, bulk import.
+    #[command(subcommand)]
+    License(LicenseCmd),
+    /// License identifiers.
+    #[command(subcommand)]
+    Id(IdCmd),
+    /// The region's PKI: root certificate and CRL.
+    #[command(subcommand)]
+    Pki(PkiCmd),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Measure issuance throughput against the raw signing rate of this machine.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthorityCmd {
+    /// Register an authority and issue its seal-signing certificate.
+    Add {
+        /// Unified social credit code (18 characters).
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        name: String,
+        /// national | provincial | municipal | district
+        #[arg(long, default_value = "municipal")]
+        level: String,
+        /// License type codes it may issue (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        types: Vec<String>,
+    },
+    /// List authorities.
+    List,
+    /// Revoke an authority's certificate; a new CRL lists it.
+    RevokeCert {
+        #[arg(long)]
+        code: String,
+        /// unspecified | keyCompromise | affiliationChanged | superseded | cessationOfOperation
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
+    /// Print an authority's certificate (PEM).
+    Cert {
+        #[arg(long)]
+        code: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TypeCmd {
+    /// Register a license type from a JSON Schema of its face fields.
+    Add {
+        /// 21 characters: the defining authority's credit code and 3 digits.
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        name: String,
+        /// JSON Schema file of the face fields.
+        #[arg(long)]
+        schema: PathBuf,
+        /// person | organisation | any
+        #[arg(long, default_value = "person")]
+        holder_kind: String,
+        /// Default validity in years (omit for long-term).
+        #[arg(long)]
+        validity_years: Option<u16>,
+        /// Fields disclosed by default in a show code (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        disclosable: Vec<String>,
+    },
+    /// List registered types.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LicenseCmd {
+    /// Issue one license from a JSON request (file, or - for standard input).
+    Issue {
+        /// Request JSON as for POST /v1/licenses.
+        json: PathBuf,
+    },
+    /// Show a license with its signature and history.
+    Show { id: String },
+    /// List licenses.
+    List {
+        #[arg(long = "type")]
+        type_code: Option<String>,
+        #[arg(long)]
+        holder_code: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Change a license's status.
+    Status {
+        id: String,
+        /// valid (reinstate) | suspended | withdrawn | cancelled | revoked
+        #[arg(long)]
+        set: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Amend a license (new version) from a JSON amendment (file, or - for standard input).
+    Amend { id: String, json: PathBuf },
+    /// Bulk-import licenses from a JSONL file (resumable, idempotent).
+    Import {
+        file: PathBuf,
+        /// Lines per transaction.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Write bad lines as JSONL ({line, code, message, details}) to this file.
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+        /// Print a line per committed batch instead of a progress bar.
+        #[arg(long)]
+        log_commits: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdCmd {
+    /// Validate a GB/T 36904 identifier and say which part is wrong.
+    Check { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCmd {
+    /// Print the root CA certificate (PEM).
+    Root,
+    /// Write the current CRL (DER, or PEM with --pem).
+    Crl {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        pem: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create an API token; it is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn overrides(g: &Global, listen: Option<String>, public_url: Option<String>) -> Overrides {
+    Overrides {
+        config_file: g.config.clone(),
+        data_dir: g.data_dir.clone(),
+        database_url: g.database_url.clone(),
+        listen,
+        public_url,
+    }
+}
+
+fn read_input(p: &PathBuf) -> anyhow::Result<String> {
+    if p.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Turns a domain error into a one-line message with its code.
+fn coded(e: Error) -> anyhow::Error {
+    let details = e.details();
+    if details.is_null() {
+        anyhow::anyhow!("{}: {e}", e.code())
+    } else {
+        anyhow::anyhow!(
+            "{}: {e}\n{}",
+            e.code(),
+            serde_json::to_string_pretty(&details).unwrap_or_default()
+        )
+    }
+}
+
+/// Parses arguments, runs the command, and returns the process exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Serve {
+            demo,
+            listen,
+            public_url,
+        } => {
+            let config = Config::load(&overrides(g, listen, public_url)).map_err(coded)?;
+            let listen = config.listen.clone();
+            let app = App::open(config, true).await.map_err(coded)?;
+            if demo {
+                crate::demo::ensure(&app).await.map_err(coded)?;
+            } else if app.store.region().await.map_err(coded)?.is_none() {
+                bail!(
+                    "the region is not initialised: run `elicense init --region CODE --name NAME` or `elicense serve --demo`"
+                );
+            }
+            crate::http::serve(app, &listen).await?;
+        }
+        Command::Init {
+            region,
+            name,
+            public_url,
+        } => {
+            let config = Config::load(&overrides(g, None, public_url)).map_err(coded)?;
+            let app = App::open(config, true).await.map_err(coded)?;
+            let r = app.pki.init_region(&region, &name).await.map_err(coded)?;
+            let token = write_admin_token(&app).await?;
+            println!(
+                "region {} ({}) created; root CA serial {}",
+                r.code, r.name, r.root_serial
+            );
+            println!("master key: {}", app.config.master_key_file.display());
+            println!(
+                "admin API token (shown once, also written to {}): {token}",
+                app.config.data_dir.join("admin.token").display()
+            );
+        }
+        Command::Authority(c) => authority(g, c).await?,
+        Command::Type(c) => type_cmd(g, c).await?,
+        Command::License(c) => return license(g, c).await,
+        Command::Id(IdCmd::Check { id }) => match LicenseId::parse(&id) {
+            Ok(p) => {
+                println!(
+                    "valid: type {} issuer {} serial {} version {:03} check {}",
+                    p.type_code, p.issuer_code, p.serial, p.version, p.check
+                );
+                if p.legacy_region_issuer {
+                    println!(
+                        "note: the issuer part is a legacy 6-digit region code, not a credit code (non-standard)"
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!("invalid: {e}");
+                return Ok(std::process::ExitCode::from(1));
+            }
+        },
+        Command::Pki(c) => {
+            let app = open(g).await?;
+            match c {
+                PkiCmd::Root => print!(
+                    "{}",
+                    crate::pki::pem("CERTIFICATE", &app.pki.root().await.map_err(coded)?.der)
+                ),
+                PkiCmd::Crl { out, pem } => {
+                    let crl = app.pki.current_crl().await.map_err(coded)?;
+                    let bytes = if pem {
+                        crate::pki::pem("X509 CRL", &crl.der).into_bytes()
+                    } else {
+                        crl.der
+                    };
+                    std::fs::write(&out, bytes)
+                        .with_context(|| format!("writing {}", out.display()))?;
+                    println!("CRL number {} written to {}", crl.number, out.display());
+                }
+            }
+        }
+        Command::Token(TokenCmd::Create { name }) => {
+            let app = open(g).await?;
+            println!("{}", app.create_token(&name).await.map_err(coded)?);
+        }
+        Command::Bench(args) => crate::bench::run(g, args).await?,
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Opens an existing deployment (the master key must exist).
+async fn open(g: &Global) -> anyhow::Result<App> {
+    let config = Config::load(&overrides(g, None, None)).map_err(coded)?;
+    App::open(config, false).await.map_err(coded)
+}
+
+/// Creates an admin token and writes it to `DATA_DIR/admin.token` (0600).
+pub async fn write_admin_token(app: &App) -> anyhow::Result<String> {
+    let token = app.create_token("admin").await.map_err(coded)?;
+    let path = app.config.data_dir.join("admin.token");
+    let _ = std::fs::remove_file(&path);
+    crate::pki::keystore::write_private_file(&path, format!("{token}\n").as_bytes())
+        .map_err(coded)?;
+    Ok(token)
+}
+
+async fn authority(g: &Global, c: AuthorityCmd) -> anyhow::Result<()> {
+    let app = open(g).await?;
+    match c {
+        AuthorityCmd::Add {
+            code,
+            name,
+            level,
+            types,
+        } => {
+            let a = app
+                .licenses
+                .add_authority(&code, &name, &level, &types)
+                .await
+                .map_err(coded)?;
+            println!(
+                "authority {} ({}) registered; certificate serial {}",
+                a.credit_code, a.name, a.cert_serial
+            );
+        }
+        AuthorityCmd::List => {
+            for a in app.store.authorities().await.map_err(coded)? {
+                let types = app
+                    .store
+                    .authority_types(&a.credit_code)
+                    .await
+                    .map_err(coded)?;
+                println!(
+                    "{}  {}  {}  cert {}  types {}",
+                    a.credit_code,
+                    a.level,
+                    a.name,
+                    a.cert_serial,
+                    types.join(",")
+                );
+            }
+        }
+        AuthorityCmd::RevokeCert { code, reason } => {
+            let a = app
+                .store
+                .authority(&code)
+                .await
+                .map_err(coded)?
+                .ok_or_else(|| coded(Error::UnknownAuthority { code: code.clone() }))?;
+            let crl = app
+                .pki
+                .revoke(&a.cert_serial, &reason)
+                .await
+                .map_err(coded)?;
+            println!(
+                "certificate {} revoked; CRL number {} issued",
+                a.cert_serial, crl.number
+            );
+        }
+        AuthorityCmd::Cert { code } => {
+            let a = app
+                .store
+                .authority(&code)
+                .await
+                .map_err(coded)?
+                .ok_or_else(|| coded(Error::UnknownAuthority { code: code.clone() }))?;
+            let c = app
+                .store
+                .certificate(&a.cert_serial)
+                .await
+                .map_err(coded)?
+                .ok_or_else(|| anyhow::anyhow!("certificate missing"))?;
+            print!("{}", crate::pki::pem("CERTIFICATE", &c.der));
+        }
+    }
+    Ok(())
+}
+
+async fn type_cmd(g: &Global, c: TypeCmd) -> anyhow::Result<()> {
+    let app = open(g).await?;
+    match c {
+        TypeCmd::Add {
+            code,
+            name,
+            schema,
+            holder_kind,
+            validity_years,
+            disclosable,
+        } => {
+            let schema: serde_json::Value = serde_json::from_str(&read_input(&schema)?)
+                .context("the schema file is not JSON")?;
+            let holder_kind = HolderKind::parse(&holder_kind).ok_or_else(|| {
+                anyhow::anyhow!("--holder-kind must be person, organisation or any")
+            })?;
+            let t = app
+                .licenses
+                .register_type(TypeDefinition {
+                    code,
+                    name,
+                    holder_kind,
+                    schema,
+                    validity_years,
+                    disclosable,
+                })
+                .await
+                .map_err(coded)?;
+            println!("type {} ({}) registered", t.def.code, t.def.name);
+        }
+        TypeCmd::List => {
+            for t in app.licenses.list_types().await.map_err(coded)? {
+                println!("{}  {:<12}  {}", t.code, t.holder_kind.as_str(), t.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+struct CliObserver {
+    bar: Option<indicatif::ProgressBar>,
+    rejects: Option<std::io::BufWriter<std::fs::File>>,
+    log_commits: bool,
+    shown: u64,
+}
+
+impl ImportObserver for CliObserver {
+    fn started(&mut self, total: u64, resumed_from: u64) {
+        if resumed_from > 0 {
+            eprintln!("resuming after line {resumed_from} of {total}");
+        }
+        if !self.log_commits && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} lines  {per_sec}  ETA {eta}  {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_position(resumed_from);
+            self.bar = Some(bar);
+        }
+    }
+    fn committed(&mut self, lines_done: u64, s: &ImportSummary) {
+        if let Some(b) = &self.bar {
+            b.set_position(lines_done);
+            b.set_message(format!(
+                "issued {} skipped {} failed {}",
+                s.issued, s.skipped, s.failed
+            ));
+        }
+        if self.log_commits {
+            println!(
+                "committed through line {lines_done}: issued {} skipped {} failed {}",
+                s.issued, s.skipped, s.failed
+            );
+            let _ = std::io::stdout().flush();
+        }
+    }
+    fn bad_line(&mut self, e: &LineError) {
+        if let Some(w) = &mut self.rejects {
+            let _ = serde_json::to_writer(&mut *w, e);
+            let _ = w.write_all(b"\n");
+        }
+        if self.shown < 100 {
+            let msg = format!("line {}: {} {}", e.line, e.code, e.message);
+            match &self.bar {
+                Some(b) => b.println(msg),
+                None => eprintln!("{msg}"),
+            }
+            self.shown += 1;
+            if self.shown == 100 {
+                eprintln!("(further bad lines are counted; see --rejects for all)");
+            }
+        }
+    }
+}
+
+async fn license(g: &Global, c: LicenseCmd) -> anyhow::Result<std::process::ExitCode> {
+    let app = open(g).await?;
+    let actor = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "operator".into())
+    );
+    match c {
+        LicenseCmd::Issue { json } => {
+            let req = serde_json::from_str(&read_input(&json)?)
+                .context("the request is not a valid license request")?;
+            let (view, created) = app.licenses.issue(req, &actor).await.map_err(coded)?;
+            if !created {
+                eprintln!("already issued from the same request; nothing new issued");
+            }
+            print_json(&view)?;
+        }
+        LicenseCmd::Show { id } => print_json(&app.licenses.detail(&id).await.map_err(coded)?)?,
+        LicenseCmd::List {
+            type_code,
+            holder_code,
+            status,
+            limit,
+        } => {
+            let status = match status {
+                Some(s) => Some(
+                    Status::parse(&s)
+                        .ok_or_else(|| anyhow::anyhow!("unknown status {s}"))?
+                        .code()
+                        .to_string(),
+                ),
+                None => None,
+            };
+            let f = crate::store::LicenseFilter {
+                type_code,
+                holder_code,
+                issuer: None,
+                status,
+                after: None,
+                limit: limit.clamp(1, 10_000),
+            };
+            for l in app.licenses.list(&f).await.map_err(coded)? {
+                println!(
+                    "{}  {:<9}  {}  {}",
+                    l.id,
+                    l.status.name(),
+                    l.number,
+                    l.holder.name
+                );
+            }
+        }
+        LicenseCmd::Status { id, set, reason } => {
+            let to = Status::parse(&set).ok_or_else(|| {
+                anyhow::anyhow!("--set must be valid, suspended, withdrawn, cancelled or revoked")
+            })?;
+            let v = app
+                .licenses
+                .set_status(&id, to, &reason, &actor)
+                .await
+                .map_err(coded)?;
+            println!("{} is now {}", v.id, v.status.name());
+        }
+        LicenseCmd::Amend { id, json } => {
+            let a =
+                serde_json::from_str(&read_input(&json)?).context("the amendment is not valid")?;
+            let v = app.licenses.amend(&id, a, &actor).await.map_err(coded)?;
+            println!("amended: new version {}", v.id);
+        }
+        LicenseCmd::Import {
+            file,
+            batch,
+            rejects,
+            log_commits,
+        } => {
+            let rejects = match rejects {
+                Some(p) => Some(std::io::BufWriter::new(
+                    std::fs::File::create(&p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                )),
+                None => None,
+            };
+            let mut obs = CliObserver {
+                bar: None,
+                rejects,
+                log_commits,
+                shown: 0,
+            };
+            let opts = ImportOptions {
+                batch,
+                actor,
+                ..Default::default()
+            };
+            let s = crate::license::import::import_file(&app.licenses, &file, &opts, &mut obs)
+                .await
+                .map_err(coded)?;
+            if let Some(b) = &obs.bar {
+                b.finish_and_clear();
+            }
+            if let Some(w) = &mut obs.rejects {
+                w.flush()?;
+            }
+            if s.already_complete {
+                println!(
+                    "{} was imported before (sha256 {}): nothing to do",
+                    file.display(),
+                    s.file_hash
+                );
+            }
+            println!(
+                "summary: {} lines, {} issued ({} by this run), {} already issued, {} bad, {:.1} s{}",
+                s.lines,
+                s.issued,
+                s.issued_this_run,
+                s.skipped,
+                s.failed,
+                s.seconds,
+                if s.seconds > 0.0 && s.issued_this_run > 0 {
+                    format!(", {:.0} licenses/s", s.issued_this_run as f64 / s.seconds)
+                } else {
+                    String::new()
+                }
+            );
+            if s.failed > 0 {
+                return Ok(std::process::ExitCode::from(2));
+            }
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

@@ -1,0 +1,62 @@
+//! The OpenAPI 3 document, generated from the route annotations.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "elicense", description = "Electronic licenses, signatures and seals. Errors are `{code, message, details}` with stable codes (docs/API.md)."),
+    paths(
+        super::admin::healthz,
+        super::admin::region,
+        super::admin::root_pem,
+        super::admin::crl,
+        super::admin::authorities,
+        super::admin::authority,
+        super::admin::add_authority,
+        super::admin::revoke_authority_cert,
+        super::admin::types,
+        super::admin::license_type,
+        super::admin::add_type,
+        super::licenses::list,
+        super::licenses::issue,
+        super::licenses::show,
+        super::licenses::set_status,
+        super::licenses::amend,
+        super::licenses::import,
+    ),
+    modifiers(&Bearer),
+    tags(
+        (name = "licenses", description = "Issue, list, show, amend and change the status of e-licenses"),
+        (name = "authorities", description = "Issuing authorities and their seal certificates"),
+        (name = "types", description = "License types and their JSON Schemas"),
+        (name = "pki", description = "The region's root CA and CRL"),
+        (name = "service", description = "Health"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(c) = openapi.components.as_mut() {
+            c.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+/// The document as JSON text, pretty-printed (what the snapshot test compares).
+pub fn json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}
+
+pub async fn document() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        json(),
+    )
+}

@@ -1,0 +1,399 @@
+//! Bulk import: JSONL in, one line one license.
+//!
+//! Resumable and idempotent: progress (`lines_done`) is committed in the same transaction as the
+//! licenses of each batch, so after a crash a re-run starts at the first unsettled line; and a
+//! license number that is already issued from the same request is skipped, so re-running a file
+//! never issues twice. Bad lines are reported with their line number and do not stop the others.
+
+use super::id::LicenseId;
+use super::service::{Checked, IssueRequest, Licenses, SigningAuthority, Status};
+use super::types::LicenseType;
+use crate::error::{Error, Result};
+use crate::store::{ImportRunRow, LicenseRow};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Longest line accepted (a license with its face fields is a few KB).
+pub const MAX_LINE: usize = 256 * 1024;
+
+/// A line that was not issued, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct LineError {
+    pub line: u64,
+    pub code: String,
+    pub message: String,
+    pub details: serde_json::Value,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportSummary {
+    pub file_hash: String,
+    pub lines: u64,
+    /// Lines settled by an earlier, interrupted run of the same file.
+    pub resumed_from: u64,
+    pub issued: u64,
+    /// Of `issued`, how many this run issued (the rest, earlier runs of the same file).
+    pub issued_this_run: u64,
+    /// Lines whose license was already issued from the same request.
+    pub skipped: u64,
+    pub failed: u64,
+    pub already_complete: bool,
+    pub seconds: f64,
+}
+
+/// Import settings.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// Lines per transaction.
+    pub batch: usize,
+    /// Who the history records as the issuer of these licenses.
+    pub actor: String,
+    /// Signing threads (defaults to the number of cores).
+    pub threads: usize,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            batch: 1000,
+            actor: "import".into(),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        }
+    }
+}
+
+/// Progress callbacks: a settled line count after each commit, and each bad line.
+pub trait ImportObserver: Send {
+    fn started(&mut self, _total_lines: u64, _resumed_from: u64) {}
+    fn committed(&mut self, _lines_done: u64, _summary: &ImportSummary) {}
+    fn bad_line(&mut self, _e: &LineError) {}
+}
+
+impl ImportObserver for () {}
+
+/// Reads one line of at most `MAX_LINE` bytes; `Ok(None)` at end of file. An over-long line is
+/// consumed and returned as `Err(len)`.
+fn read_line(
+    r: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<Result<(), usize>>> {
+    buf.clear();
+    let n = r
+        .by_ref()
+        .take(MAX_LINE as u64 + 1)
+        .read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.len() > MAX_LINE && buf.last() != Some(&b'\n') {
+        let mut skipped = buf.len();
+        let mut sink = Vec::new();
+        loop {
+            sink.clear();
+            let m = r.by_ref().take(1 << 20).read_until(b'\n', &mut sink)?;
+            skipped += m;
+            if m == 0 || sink.last() == Some(&b'\n') {
+                break;
+            }
+        }
+        return Ok(Some(Err(skipped)));
+    }
+    Ok(Some(Ok(())))
+}
+
+fn hash_and_count(path: &Path) -> Result<(String, u64)> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| Error::bad_request(format!("cannot open {}: {e}", path.display())))?;
+    let mut r = BufReader::with_capacity(1 << 20, f);
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut lines = 0u64;
+    let mut last = b'\n';
+    loop {
+        let buf = r
+            .fill_buf()
+            .map_err(|e| Error::bad_request(format!("cannot read {}: {e}", path.display())))?;
+        if buf.is_empty() {
+            break;
+        }
+        ctx.update(buf);
+        lines += buf.iter().filter(|b| **b == b'\n').count() as u64;
+        last = buf.last().copied().unwrap_or(b'\n');
+        let n = buf.len();
+        r.consume(n);
+    }
+    if last != b'\n' {
+        lines += 1;
+    }
+    Ok((hex::encode(ctx.finish()), lines))
+}
+
+fn line_error(line: u64, e: &Error) -> LineError {
+    LineError {
+        line,
+        code: e.code().to_string(),
+        message: e.to_string(),
+        details: e.details(),
+    }
+}
+
+struct Pending {
+    line: u64,
+    t: Arc<LicenseType>,
+    checked: Checked,
+}
+
+/// Imports a JSONL file.
+pub async fn import_file(
+    lic: &Licenses,
+    path: &Path,
+    opts: &ImportOptions,
+    obs: &mut dyn ImportObserver,
+) -> Result<ImportSummary> {
+    let started = std::time::Instant::now();
+    let (file_hash, total) = hash_and_count(path)?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let run = lic.store().import_run(&file_hash).await?;
+    let mut s = ImportSummary {
+        file_hash: file_hash.clone(),
+        lines: total,
+        ..Default::default()
+    };
+    if let Some(r) = &run {
+        s.resumed_from = r.lines_done as u64;
+        s.issued = r.issued as u64;
+        s.skipped = r.skipped as u64;
+        s.failed = r.failed as u64;
+        if r.finished != 0 {
+            s.already_complete = true;
+            s.seconds = started.elapsed().as_secs_f64();
+            return Ok(s);
+        }
+    }
+    obs.started(total, s.resumed_from);
+    let region = lic.region_code().await?;
+    let f = std::fs::File::open(path)
+        .map_err(|e| Error::bad_request(format!("cannot open {}: {e}", path.display())))?;
+    let mut reader = BufReader::with_capacity(1 << 20, f);
+    let mut buf = Vec::new();
+    let mut line_no = 0u64;
+    let mut authorities: HashMap<String, Arc<SigningAuthority>> = HashMap::new();
+    let batch = opts.batch.max(1);
+    let mut eof = false;
+    while !eof {
+        let mut pending: Vec<Pending> = Vec::with_capacity(batch);
+        let mut batch_failed = 0u64;
+        let mut consumed = 0usize;
+        while consumed < batch {
+            let Some(res) = read_line(&mut reader, &mut buf)
+                .map_err(|e| Error::bad_request(format!("reading line {}: {e}", line_no + 1)))?
+            else {
+                eof = true;
+                break;
+            };
+            line_no += 1;
+            if line_no <= s.resumed_from {
+                continue;
+            }
+            consumed += 1;
+            if let Err(len) = res {
+                let e = Error::bad_request(format!("line is {len} bytes; the limit is {MAX_LINE}"));
+                batch_failed += 1;
+                obs.bad_line(&line_error(line_no, &e));
+                continue;
+            }
+            if buf.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            match prepare(lic, &buf, &mut authorities).await {
+                Ok((t, checked)) => pending.push(Pending {
+                    line: line_no,
+                    t,
+                    checked,
+                }),
+                Err(e) => {
+                    batch_failed += 1;
+                    obs.bad_line(&line_error(line_no, &e));
+                }
+            }
+        }
+        if consumed == 0 && !eof {
+            continue;
+        }
+        let (rows, skipped, dup_errors) =
+            settle_batch(lic, &region, pending, &authorities, opts).await?;
+        for e in &dup_errors {
+            obs.bad_line(e);
+        }
+        s.issued += rows.len() as u64;
+        s.issued_this_run += rows.len() as u64;
+        s.skipped += skipped;
+        s.failed += batch_failed + dup_errors.len() as u64;
+        let progress = ImportRunRow {
+            file_hash: file_hash.clone(),
+            file_name: file_name.clone(),
+            lines_done: line_no as i64,
+            issued: s.issued as i64,
+            skipped: s.skipped as i64,
+            failed: s.failed as i64,
+            finished: i64::from(eof),
+            updated_at: lic.clock().unix(),
+        };
+        lic.store()
+            .insert_licenses(&rows, &opts.actor, Some(&progress))
+            .await?;
+        obs.committed(line_no, &s);
+    }
+    s.lines = line_no;
+    s.seconds = started.elapsed().as_secs_f64();
+    Ok(s)
+}
+
+async fn prepare(
+    lic: &Licenses,
+    line: &[u8],
+    authorities: &mut HashMap<String, Arc<SigningAuthority>>,
+) -> Result<(Arc<LicenseType>, Checked)> {
+    let req: IssueRequest = serde_json::from_slice(line)
+        .map_err(|e| Error::bad_request(format!("not a valid license request: {e}")))?;
+    let t = lic.license_type(&req.type_code).await?;
+    if !authorities.contains_key(&req.issuer) {
+        let a = lic.signing_authority(&req.issuer).await?;
+        authorities.insert(req.issuer.clone(), Arc::new(a));
+    }
+    let auth = authorities
+        .get(&req.issuer)
+        .ok_or_else(|| Error::internal("authority cache"))?;
+    if !auth.types.contains(&t.def.code) {
+        return Err(Error::TypeNotAllowed {
+            authority: req.issuer.clone(),
+            type_code: t.def.code.clone(),
+        });
+    }
+    let checked = lic.check(&t, req)?;
+    Ok((t, checked))
+}
+
+/// Drops already-issued lines, reserves serials, and signs the rest in parallel.
+async fn settle_batch(
+    lic: &Licenses,
+    region: &str,
+    pending: Vec<Pending>,
+    authorities: &HashMap<String, Arc<SigningAuthority>>,
+    opts: &ImportOptions,
+) -> Result<(Vec<LicenseRow>, u64, Vec<LineError>)> {
+    // Numbers already issued (in the database or earlier in this batch).
+    let mut by_type: HashMap<String, Vec<String>> = HashMap::new();
+    for p in &pending {
+        by_type
+            .entry(p.t.def.code.clone())
+            .or_default()
+            .push(p.checked.req.number.clone());
+    }
+    let mut existing: HashMap<(String, String), (String, Option<Vec<u8>>)> = HashMap::new();
+    for (t, numbers) in &by_type {
+        for e in lic.store().existing_numbers(t, numbers).await? {
+            existing.insert((t.clone(), e.number), (e.id, e.source_hash));
+        }
+    }
+    let mut skipped = 0;
+    let mut errors = Vec::new();
+    let mut fresh: Vec<Pending> = Vec::with_capacity(pending.len());
+    let mut seen: HashMap<(String, String), Vec<u8>> = HashMap::new();
+    for p in pending {
+        let key = (p.t.def.code.clone(), p.checked.req.number.clone());
+        let dup_of = existing
+            .get(&key)
+            .map(|(id, h)| (id.clone(), h.clone()))
+            .or_else(|| {
+                seen.get(&key)
+                    .map(|h| ("(earlier line of this file)".into(), Some(h.clone())))
+            });
+        match dup_of {
+            Some((_, Some(h))) if h == p.checked.source_hash => skipped += 1,
+            Some((id, _)) => errors.push(line_error(
+                p.line,
+                &Error::DuplicateLicense {
+                    type_code: key.0,
+                    number: key.1,
+                    id,
+                },
+            )),
+            None => {
+                seen.insert(key, p.checked.source_hash.clone());
+                fresh.push(p);
+            }
+        }
+    }
+    // Serials: one reservation per (type, issuer).
+    let year = lic.clock().today().year();
+    let mut counts: HashMap<(String, String), i64> = HashMap::new();
+    for p in &fresh {
+        *counts
+            .entry((p.t.def.code.clone(), p.checked.req.issuer.clone()))
+            .or_default() += 1;
+    }
+    let mut next: HashMap<(String, String), i64> = HashMap::new();
+    for (k, n) in counts {
+        let first = lic.store().reserve_serials(&k.0, &k.1, year, n).await?;
+        next.insert(k, first);
+    }
+    let mut jobs = Vec::with_capacity(fresh.len());
+    for p in fresh {
+        let k = (p.t.def.code.clone(), p.checked.req.issuer.clone());
+        let n = next
+            .get_mut(&k)
+            .ok_or_else(|| Error::internal("serial map"))?;
+        let id = LicenseId::new(&k.0, &k.1, &Licenses::serial(year, *n), 1)
+            .map_err(|e| Error::internal(format!("generated identifier: {e}")))?;
+        *n += 1;
+        let auth = authorities
+            .get(&k.1)
+            .cloned()
+            .ok_or_else(|| Error::internal("authority cache"))?;
+        jobs.push((p, id, auth));
+    }
+    let now = lic.clock().unix();
+    let threads = opts.threads.clamp(1, 64);
+    let chunk = jobs.len().div_ceil(threads).max(1);
+    let sign_all = || {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|(p, id, auth)| {
+                                lic.sign_row(region, &p.t, auth, &p.checked, id, Status::Valid, now)
+                            })
+                            .collect::<Result<Vec<_>>>()
+                    })
+                })
+                .collect();
+            let mut out = Vec::with_capacity(jobs.len());
+            for h in handles {
+                out.extend(
+                    h.join()
+                        .map_err(|_| Error::internal("signing thread panicked"))??,
+                );
+            }
+            Ok(out)
+        })
+    };
+    // Signing is CPU-bound: on a multi-threaded runtime, tell it this worker is busy.
+    let rows: Result<Vec<LicenseRow>> = match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(sign_all)
+        }
+        _ => sign_all(),
+    };
+    Ok((rows?, skipped, errors))
+}
