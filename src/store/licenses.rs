@@ -148,19 +148,38 @@ impl Store {
         numbers: &[String],
     ) -> Result<Vec<ExistingNumber>> {
         let mut out = Vec::new();
-        for chunk in numbers.chunks(INSERT_CHUNK) {
-            with_pool!(self, pool => {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "SELECT number, id, source_hash FROM licenses WHERE type_code = ",
-                );
-                qb.push_bind(type_code).push(" AND number IN (");
-                let mut sep = qb.separated(", ");
-                for n in chunk {
-                    sep.push_bind(n);
+        match self {
+            // An array parameter joined through the unique index: a long IN list of parameters
+            // is matched linearly per row by PostgreSQL, and chooses a sequential scan on a table
+            // that has not been analysed yet.
+            Store::Postgres(pool) => {
+                out = sqlx::query_as::<_, ExistingNumber>(
+                    "SELECT l.number, l.id, l.source_hash FROM unnest($2::text[]) AS n(number) \
+                     JOIN licenses l ON l.type_code = $1 AND l.number = n.number",
+                )
+                .bind(type_code)
+                .bind(numbers)
+                .fetch_all(pool)
+                .await?;
+            }
+            Store::Sqlite(pool) => {
+                for chunk in numbers.chunks(INSERT_CHUNK) {
+                    let mut qb = sqlx::QueryBuilder::new(
+                        "SELECT number, id, source_hash FROM licenses WHERE type_code = ",
+                    );
+                    qb.push_bind(type_code).push(" AND number IN (");
+                    let mut sep = qb.separated(", ");
+                    for n in chunk {
+                        sep.push_bind(n);
+                    }
+                    qb.push(")");
+                    out.extend(
+                        qb.build_query_as::<ExistingNumber>()
+                            .fetch_all(pool)
+                            .await?,
+                    );
                 }
-                qb.push(")");
-                out.extend(qb.build_query_as::<ExistingNumber>().fetch_all(pool).await?);
-            });
+            }
         }
         Ok(out)
     }

@@ -1,0 +1,838 @@
+//! API and domain tests, each run against SQLite and PostgreSQL.
+//! Add new test functions here rather than new files: each file in tests/ links separately.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine;
+use common::Env;
+use serde_json::{Value, json};
+
+both_backends!(
+    issue_show_and_verify_independently,
+    lifecycle_and_history,
+    amendment_bumps_version,
+    listing_filters_and_pages,
+    malformed_input_gets_coded_4xx,
+    idempotent_issue_and_duplicate_number,
+    expiry_follows_the_clock,
+    revoked_authority_certificate,
+    types_registered_as_data,
+    bulk_import_api,
+    import_100k_survives_kill_9,
+);
+
+/// Verifies a license's COSE_Sign1 with only the authority certificate, using coset, x509-parser
+/// and ring directly (not elicense's signing or verification code). Returns the payload.
+fn verify_with_certificate(
+    cose_b64: &str,
+    cert_pem: &str,
+    tamper: Option<&dyn Fn(&mut Value)>,
+) -> Result<Value, String> {
+    use coset::CborSerializable;
+    let cose = base64::engine::general_purpose::STANDARD
+        .decode(cose_b64)
+        .unwrap();
+    let mut sign1 = coset::CoseSign1::from_slice(&cose).map_err(|e| e.to_string())?;
+    if let Some(f) = tamper {
+        let mut v: Value = serde_json::from_slice(sign1.payload.as_ref().unwrap()).unwrap();
+        f(&mut v);
+        sign1.payload = Some(v.to_string().into_bytes());
+    }
+    let der = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .unwrap()
+        .1
+        .contents;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let spki = cert.public_key().subject_public_key.data.to_vec();
+    let key =
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, spki);
+    sign1
+        .verify_signature(b"", |sig, tbs| key.verify(tbs, sig))
+        .map_err(|_| "bad signature".to_string())?;
+    Ok(serde_json::from_slice(sign1.payload.as_ref().unwrap()).unwrap())
+}
+
+async fn issue_show_and_verify_independently(env: Env) {
+    let issued = env.issue(1).await;
+    let id = issued["id"].as_str().unwrap();
+    assert!(elicense::license::id::LicenseId::parse(id).is_ok());
+    let (s, detail) = env.call("GET", &format!("/v1/licenses/{id}"), None).await;
+    assert_eq!(s, StatusCode::OK, "{detail}");
+    assert_eq!(detail["status"], "valid");
+    let cert = detail["issuer_certificate"].as_str().unwrap();
+    let payload = verify_with_certificate(
+        detail["signature"]["cose_sign1"].as_str().unwrap(),
+        cert,
+        None,
+    )
+    .unwrap();
+    assert_eq!(payload["id"], id);
+    assert_eq!(payload["fields"], detail["fields"]);
+    assert_eq!(payload["holder"], detail["holder"]);
+    // Any change of any field breaks the signature.
+    let tampers: Vec<Box<dyn Fn(&mut Value)>> = vec![
+        Box::new(|v| v["fields"]["address"] = json!("伪造地址")),
+        Box::new(|v| v["holder"]["name"] = json!("李四")),
+        Box::new(|v| v["valid_to"] = json!("2099-01-01")),
+        Box::new(|v| v["number"] = json!("X")),
+    ];
+    for t in &tampers {
+        assert!(
+            verify_with_certificate(
+                detail["signature"]["cose_sign1"].as_str().unwrap(),
+                cert,
+                Some(t.as_ref())
+            )
+            .is_err()
+        );
+    }
+    // A certificate of another authority does not verify it.
+    let (_, other) = env
+        .call(
+            "GET",
+            &format!("/v1/authorities/{}", env.authority(1)),
+            None,
+        )
+        .await;
+    assert!(
+        verify_with_certificate(
+            detail["signature"]["cose_sign1"].as_str().unwrap(),
+            other["certificate"].as_str().unwrap(),
+            None
+        )
+        .is_err()
+    );
+    assert_eq!(detail["versions"].as_array().unwrap().len(), 1);
+    assert_eq!(detail["events"][0]["action"], "issued");
+    assert_eq!(detail["events"][0]["actor"], "tester");
+}
+
+async fn lifecycle_and_history(env: Env) {
+    let id = env.issue(2).await["id"].as_str().unwrap().to_string();
+    let set = |status: &str| json!({"status": status, "reason": "测试"});
+    let uri = format!("/v1/licenses/{id}/status");
+    let (s, v) = env.call("POST", &uri, Some(&set("suspended"))).await;
+    assert_eq!(
+        (s, v["status"].clone()),
+        (StatusCode::OK, json!("suspended")),
+        "{v}"
+    );
+    let (s, v) = env.call("POST", &uri, Some(&set("valid"))).await;
+    assert_eq!((s, v["status_code"].clone()), (StatusCode::OK, json!("01")));
+    let (s, v) = env.call("POST", &uri, Some(&set("revoked"))).await;
+    assert_eq!((s, v["status"].clone()), (StatusCode::OK, json!("revoked")));
+    let (s, v) = env.call("POST", &uri, Some(&set("valid"))).await;
+    assert_eq!(
+        (s, v["code"].clone()),
+        (StatusCode::CONFLICT, json!("LIC-0006")),
+        "{v}"
+    );
+    let (s, v) = env.call("POST", &uri, Some(&set("expired"))).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let (_, d) = env.call("GET", &format!("/v1/licenses/{id}"), None).await;
+    let actions: Vec<_> = d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["from_status"].clone(), e["to_status"].clone()))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            (Value::Null, json!("01")),
+            (json!("01"), json!("02")),
+            (json!("02"), json!("01")),
+            (json!("01"), json!("07")),
+        ]
+    );
+    let (s, v) = env
+        .call(
+            "POST",
+            &uri,
+            Some(&json!({"status": "suspended", "reason": ""})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+}
+
+async fn amendment_bumps_version(env: Env) {
+    let v1 = env.issue(3).await;
+    let id1 = v1["id"].as_str().unwrap().to_string();
+    let mut fields = v1["fields"].clone();
+    fields["address"] = json!("安徽省示范市新地址1号");
+    let (s, v2) = env
+        .call(
+            "PATCH",
+            &format!("/v1/licenses/{id1}"),
+            Some(&json!({"fields": fields, "reason": "住址变更"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v2}");
+    let id2 = v2["id"].as_str().unwrap();
+    assert_ne!(id1, id2);
+    let p1 = elicense::license::id::LicenseId::parse(&id1).unwrap();
+    let p2 = elicense::license::id::LicenseId::parse(id2).unwrap();
+    assert_eq!((p1.version, p2.version), (1, 2));
+    assert_eq!(p1.lineage(), p2.lineage());
+    // The old identifier resolves to the current version and says so.
+    let (_, d) = env.call("GET", &format!("/v1/licenses/{id1}"), None).await;
+    assert_eq!(d["id"], id2);
+    assert_eq!(d["requested_version"], id1.as_str());
+    assert_eq!(d["versions"].as_array().unwrap().len(), 2);
+    let payload = verify_with_certificate(
+        d["signature"]["cose_sign1"].as_str().unwrap(),
+        d["issuer_certificate"].as_str().unwrap(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(payload["fields"]["address"], "安徽省示范市新地址1号");
+    assert_eq!(payload["version"], 2);
+    // Amending a superseded version is refused; bad fields are reported by path.
+    let (s, _) = env
+        .call(
+            "PATCH",
+            &format!("/v1/licenses/{id1}"),
+            Some(&json!({"reason": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, e) = env
+        .call(
+            "PATCH",
+            &format!("/v1/licenses/{id2}"),
+            Some(&json!({"fields": {"sex": "?"}, "reason": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        e["details"]["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["path"] == "/fields/sex"),
+        "{e}"
+    );
+}
+
+async fn listing_filters_and_pages(env: Env) {
+    let mut ids = Vec::new();
+    for i in 10..17 {
+        ids.push(env.issue(i).await["id"].as_str().unwrap().to_string());
+    }
+    let holder = env.id_card_request(12)["holder"]["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.call(
+        "POST",
+        &format!("/v1/licenses/{}/status", ids[0]),
+        Some(&json!({"status": "suspended", "reason": "r"})),
+    )
+    .await;
+    let (_, page) = env.call("GET", "/v1/licenses?limit=3", None).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 3);
+    let mut seen = Vec::new();
+    let mut next = page["next"].as_str().map(String::from);
+    seen.extend(
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["id"].as_str().unwrap().to_string()),
+    );
+    while let Some(after) = next {
+        let (_, p) = env
+            .call("GET", &format!("/v1/licenses?limit=3&after={after}"), None)
+            .await;
+        seen.extend(
+            p["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["id"].as_str().unwrap().to_string()),
+        );
+        next = p["next"].as_str().map(String::from);
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    seen.sort();
+    assert_eq!(seen, sorted);
+    let (_, p) = env.call("GET", "/v1/licenses?status=suspended", None).await;
+    assert_eq!(p["items"].as_array().unwrap().len(), 1);
+    let (_, p) = env.call("GET", "/v1/licenses?status=01", None).await;
+    assert_eq!(p["items"].as_array().unwrap().len(), 6);
+    let (_, p) = env
+        .call("GET", &format!("/v1/licenses?holder_code={holder}"), None)
+        .await;
+    assert!(
+        p["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["holder"]["code"] == holder.as_str())
+    );
+    assert!(!p["items"].as_array().unwrap().is_empty());
+    let (_, p) = env
+        .call(
+            "GET",
+            &format!(
+                "/v1/licenses?type={}",
+                elicense::license::types::DRIVING_LICENCE
+            ),
+            None,
+        )
+        .await;
+    assert!(p["items"].as_array().unwrap().is_empty());
+    let (s, e) = env.call("GET", "/v1/licenses?limit=0", None).await;
+    assert_eq!(
+        (s, e["code"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("LIC-0002"))
+    );
+    let (s, e) = env.call("GET", "/v1/licenses?status=bogus", None).await;
+    assert_eq!(
+        (s, e["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("REQ-0001"))
+    );
+}
+
+async fn malformed_input_gets_coded_4xx(env: Env) {
+    let post = |body: &'static str, ct: &'static str| {
+        Request::builder()
+            .method("POST")
+            .uri("/v1/licenses")
+            .header("authorization", format!("Bearer {}", env.token))
+            .header("content-type", ct)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let code_of = |b: &[u8]| {
+        serde_json::from_slice::<Value>(b)
+            .map(|v| v["code"].clone())
+            .unwrap_or(Value::Null)
+    };
+    for (body, ct, status, code) in [
+        (
+            "{not json",
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "REQ-0001",
+        ),
+        (
+            "[]",
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "REQ-0001",
+        ),
+        ("{}", "text/plain", StatusCode::BAD_REQUEST, "REQ-0001"),
+        (
+            "\u{0}\u{1}",
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "REQ-0001",
+        ),
+    ] {
+        let (s, b) = env.raw(post(body, ct)).await;
+        assert_eq!((s, code_of(&b)), (status, json!(code)), "{body}");
+    }
+    // Oversized body.
+    let big = format!("{{\"number\": \"{}\"}}", "x".repeat(2 << 20));
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/licenses")
+        .header("authorization", format!("Bearer {}", env.token))
+        .header("content-type", "application/json")
+        .body(Body::from(big))
+        .unwrap();
+    let (s, b) = env.raw(req).await;
+    assert_eq!(
+        (s, code_of(&b)),
+        (StatusCode::PAYLOAD_TOO_LARGE, json!("REQ-0002"))
+    );
+    // Wrong schema, reported by path.
+    let mut r = env.id_card_request(20);
+    r["fields"]["sex"] = json!("unknown");
+    r["fields"]["extra"] = json!(1);
+    r["holder"]["code"] = json!("340602199001010000");
+    r["valid_from"] = json!("2026-13-01");
+    let (s, e) = env.call("POST", "/v1/licenses", Some(&r)).await;
+    assert_eq!(
+        (s, e["code"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("LIC-0002")),
+        "{e}"
+    );
+    let paths: Vec<_> = e["details"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["path"].as_str().unwrap().to_string())
+        .collect();
+    for p in ["/fields/sex", "/fields", "/holder/code", "/valid_from"] {
+        assert!(paths.contains(&p.to_string()), "{p} missing from {paths:?}");
+    }
+    // Unknown type, unknown issuer, type not allowed for the issuer.
+    let mut r = env.id_card_request(21);
+    r["type"] = json!("11100000000013338W999");
+    let (s, e) = env.call("POST", "/v1/licenses", Some(&r)).await;
+    assert_eq!(
+        (s, e["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("LIC-0003"))
+    );
+    let mut r = env.id_card_request(22);
+    r["issuer"] = json!(elicense::demo::credit("11340600MB0000991"));
+    let (s, e) = env.call("POST", "/v1/licenses", Some(&r)).await;
+    assert_eq!(
+        (s, e["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("AUT-0001"))
+    );
+    let mut r = env.id_card_request(23);
+    r["issuer"] = json!(env.authority(1));
+    let (s, e) = env.call("POST", "/v1/licenses", Some(&r)).await;
+    assert_eq!(
+        (s, e["code"].clone()),
+        (StatusCode::FORBIDDEN, json!("LIC-0007"))
+    );
+    // Invalid identifiers, and one that is valid but unknown.
+    for bad in [
+        "nope",
+        "1.2.156.3005.2.11100000000013338W011.11430000006122244L.20230000403.001.V",
+        "1.2.156.3005.2.%20",
+    ] {
+        let (s, e) = env.call("GET", &format!("/v1/licenses/{bad}"), None).await;
+        assert_eq!(
+            (s, e["code"].clone()),
+            (StatusCode::BAD_REQUEST, json!("LIC-0001")),
+            "{bad}: {e}"
+        );
+    }
+    let (s, e) = env.call("GET", "/v1/licenses/1.2.156.3005.2.11100000000013338W011.11430000006122244L.20230000403.001.U", None).await;
+    assert_eq!(
+        (s, e["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("LIC-0004"))
+    );
+    // Authority with a bad credit code.
+    let (s, e) = env.call("POST", "/v1/authorities", Some(&json!({"credit_code": "11340600MB00000110", "name": "x", "level": "municipal", "types": []}))).await;
+    assert_eq!(
+        (s, e["code"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("LIC-0002"))
+    );
+    assert_eq!(e["details"]["errors"][0]["path"], "/credit_code");
+    // No token, bad token, unknown route, wrong method.
+    let (s, b) = env
+        .raw(
+            Request::builder()
+                .uri("/v1/licenses")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        (s, code_of(&b)),
+        (StatusCode::UNAUTHORIZED, json!("AUTH-0001"))
+    );
+    let (s, _) = env
+        .raw(
+            Request::builder()
+                .uri("/v1/licenses")
+                .header("authorization", "Bearer elt_wrong")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, e) = env.call("GET", "/v2/nothing", None).await;
+    assert_eq!(
+        (s, e["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("REQ-0404"))
+    );
+    let (s, e) = env.call("DELETE", "/v1/licenses", None).await;
+    assert_eq!(
+        (s, e["code"].clone()),
+        (StatusCode::METHOD_NOT_ALLOWED, json!("REQ-0405"))
+    );
+    // Unknown query parameter.
+    let (s, _) = env.call("GET", "/v1/licenses?colour=red", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+async fn idempotent_issue_and_duplicate_number(env: Env) {
+    let r = env.id_card_request(30);
+    let (s1, a) = env.call("POST", "/v1/licenses", Some(&r)).await;
+    let (s2, b) = env.call("POST", "/v1/licenses", Some(&r)).await;
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::OK));
+    assert_eq!(a["id"], b["id"]);
+    let mut other = r.clone();
+    other["holder"]["name"] = json!("别人");
+    let (s, e) = env.call("POST", "/v1/licenses", Some(&other)).await;
+    assert_eq!(
+        (s, e["code"].clone()),
+        (StatusCode::CONFLICT, json!("LIC-0005"))
+    );
+    assert_eq!(e["details"]["existing_id"], a["id"]);
+    assert_eq!(env.app.store.count_licenses().await.unwrap(), 1);
+}
+
+async fn expiry_follows_the_clock(env: Env) {
+    let mut r = env.id_card_request(40);
+    r["valid_from"] = json!("2026-01-01");
+    r["valid_to"] = json!("2026-12-31");
+    let (_, v) = env.call("POST", "/v1/licenses", Some(&r)).await;
+    assert_eq!(v["status"], "valid", "{v}");
+    let mut long = env.id_card_request(41);
+    long["valid_to"] = json!("长期");
+    let (_, l) = env.call("POST", "/v1/licenses", Some(&long)).await;
+    assert_eq!(l["valid_to"], Value::Null);
+    env.clock.set(common::T0 + 400 * 86_400);
+    let (_, d) = env
+        .call(
+            "GET",
+            &format!("/v1/licenses/{}", v["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (d["status"].clone(), d["status_code"].clone()),
+        (json!("expired"), json!("05"))
+    );
+    let (_, p) = env.call("GET", "/v1/licenses?status=expired", None).await;
+    assert_eq!(p["items"].as_array().unwrap().len(), 1);
+    let (_, p) = env.call("GET", "/v1/licenses?status=valid", None).await;
+    assert_eq!(p["items"][0]["id"], l["id"]);
+}
+
+async fn revoked_authority_certificate(env: Env) {
+    env.issue(50).await;
+    let code = env.authority(0);
+    let (_, a) = env
+        .call("GET", &format!("/v1/authorities/{code}"), None)
+        .await;
+    let serial = a["certificate_serial"].as_str().unwrap().to_string();
+    let (s, a2) = env
+        .call(
+            "POST",
+            &format!("/v1/authorities/{code}/certificate/revoke"),
+            Some(&json!({"reason": "keyCompromise"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{a2}");
+    assert_eq!(a2["certificate_revoked"], true);
+    let (s, e) = env
+        .call(
+            "POST",
+            &format!("/v1/authorities/{code}/certificate/revoke"),
+            Some(&json!({"reason": "keyCompromise"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    let (s, e) = env
+        .call(
+            "POST",
+            &format!("/v1/authorities/{}/certificate/revoke", env.authority(1)),
+            Some(&json!({"reason": "bogus"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    // The CRL (public) lists it.
+    let (s, der) = env
+        .raw(
+            Request::builder()
+                .uri("/v1/pki/crl")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, crl) = x509_parser::parse_x509_crl(&der).unwrap();
+    let listed: Vec<String> = crl
+        .iter_revoked_certificates()
+        .map(|r| hex::encode(r.raw_serial()))
+        .collect();
+    assert!(listed.contains(&serial), "{listed:?} lacks {serial}");
+    // Issuing with a revoked certificate is refused.
+    let (s, e) = env
+        .call("POST", "/v1/licenses", Some(&env.id_card_request(51)))
+        .await;
+    assert_eq!(
+        (s, e["code"].clone()),
+        (StatusCode::CONFLICT, json!("AUT-0002"))
+    );
+}
+
+async fn types_registered_as_data(env: Env) {
+    let def = json!({
+        "code": format!("{}101", elicense::demo::credit("11340600MB0000011")),
+        "name": "食品经营许可证",
+        "holder_kind": "organisation",
+        "validity_years": 5,
+        "disclosable": ["scope"],
+        "schema": {"type": "object", "required": ["scope", "address"], "additionalProperties": false,
+                   "properties": {"scope": {"type": "string", "minLength": 1}, "address": {"type": "string"}}}
+    });
+    let (s, t) = env.call("POST", "/v1/types", Some(&def)).await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let (s, e) = env.call("POST", "/v1/types", Some(&def)).await;
+    assert_eq!(
+        (s, e["code"].clone()),
+        (StatusCode::CONFLICT, json!("GEN-0409"))
+    );
+    let mut bad = def.clone();
+    bad["code"] = json!("123");
+    let (s, e) = env.call("POST", "/v1/types", Some(&bad)).await;
+    assert_eq!(
+        (s, e["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("TYP-0001"))
+    );
+    let mut bad = def.clone();
+    bad["code"] = json!(format!(
+        "{}102",
+        elicense::demo::credit("11340600MB0000011")
+    ));
+    bad["schema"]["properties"]["scope"]["minLength"] = json!("one");
+    let (s, e) = env.call("POST", "/v1/types", Some(&bad)).await;
+    assert_eq!(
+        (s, e["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("TYP-0001")),
+        "{e}"
+    );
+    let (_, list) = env.call("GET", "/v1/types", None).await;
+    assert_eq!(list.as_array().unwrap().len(), 5);
+    // A new authority for the new type issues an organisation's license.
+    let org = elicense::demo::credit("12340600MB0000041");
+    let (s, a) = env.call("POST", "/v1/authorities", Some(&json!({"credit_code": org, "name": "示范市市场监督管理局", "level": "municipal", "types": [def["code"]]}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{a}");
+    let holder = elicense::demo::credit("92340600MA0000011");
+    let req = json!({"type": def["code"], "issuer": org, "number": "JY13406000000001",
+        "holder": {"name": "示范市某某餐饮店", "code": holder, "code_type": "001"},
+        "fields": {"scope": "热食类食品制售", "address": "示范市人民路1号"}});
+    let (s, l) = env.call("POST", "/v1/licenses", Some(&req)).await;
+    assert_eq!(s, StatusCode::CREATED, "{l}");
+    assert_eq!(l["valid_to"], json!(format!("{}", "2031-05-31")));
+    let mut bad_holder = req.clone();
+    bad_holder["holder"]["code_type"] = json!("111");
+    bad_holder["number"] = json!("JY2");
+    let (s, e) = env.call("POST", "/v1/licenses", Some(&bad_holder)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+}
+
+async fn bulk_import_api(env: Env) {
+    let mut body = String::new();
+    for i in 0..50u64 {
+        if i == 7 {
+            body.push_str("{broken\n");
+        } else {
+            body.push_str(&env.id_card_request(1000 + i).to_string());
+            body.push('\n');
+        }
+    }
+    let req = |b: String| {
+        Request::builder()
+            .method("POST")
+            .uri("/v1/imports")
+            .header("authorization", format!("Bearer {}", env.token))
+            .header("content-type", "application/x-ndjson")
+            .body(Body::from(b))
+            .unwrap()
+    };
+    let (s, b) = env.raw(req(body.clone())).await;
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["issued"].clone(), v["failed"].clone()),
+        (json!(49), json!(1))
+    );
+    assert_eq!(v["errors"][0]["line"], 8);
+    let (_, b) = env.raw(req(body)).await;
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(
+        (v["already_complete"].clone(), v["issued_this_run"].clone()),
+        (json!(true), json!(0))
+    );
+    assert_eq!(env.app.store.count_licenses().await.unwrap(), 49);
+}
+
+#[tokio::test]
+async fn openapi_document_matches_snapshot() {
+    let doc = elicense::http::openapi::json();
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/openapi.json");
+    if std::env::var("UPDATE_SNAPSHOTS").is_ok() {
+        std::fs::write(&path, &doc).unwrap();
+    }
+    let expected =
+        std::fs::read_to_string(&path).expect("snapshot missing: run with UPDATE_SNAPSHOTS=1");
+    assert!(
+        doc == expected,
+        "the OpenAPI document changed; review and run with UPDATE_SNAPSHOTS=1"
+    );
+    let v: Value = serde_json::from_str(&doc).unwrap();
+    assert!(v["paths"]["/v1/licenses"]["post"].is_object());
+}
+
+/// Writes `n` lines; every 100th line (from line 50 on) is bad in one of four ways.
+/// Returns the set of bad line numbers.
+fn write_import_file(env: &Env, path: &std::path::Path, n: u64) -> std::collections::BTreeSet<u64> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut bad = std::collections::BTreeSet::new();
+    for line in 1..=n {
+        let mut r = env.id_card_request(line);
+        if line % 100 == 50 {
+            bad.insert(line);
+            match (line / 100) % 4 {
+                0 => {
+                    writeln!(w, "{{\"type\": \"broken").unwrap();
+                    continue;
+                }
+                1 => r["fields"]["sex"] = json!("?"),
+                2 => r["type"] = json!("11100000000013338W998"),
+                _ => {
+                    // Same number as line 1, other content: a conflict, not a skip.
+                    r["number"] = json!("ID0000000001");
+                }
+            }
+        }
+        writeln!(w, "{r}").unwrap();
+    }
+    w.flush().unwrap();
+    bad
+}
+
+fn import_cmd(
+    env: &Env,
+    file: &std::path::Path,
+    rejects: &std::path::Path,
+) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_elicense"));
+    c.arg("--data-dir")
+        .arg(env.dir.path())
+        .arg("--database-url")
+        .arg(&env.database_url);
+    c.args(["license", "import", "--log-commits", "--batch", "1000"])
+        .arg(file);
+    c.arg("--rejects").arg(rejects);
+    c.env_remove("ELICENSE_MASTER_KEY").env("RUST_LOG", "warn");
+    c
+}
+
+async fn import_100k_survives_kill_9(env: Env) {
+    use std::io::BufRead;
+    const N: u64 = 100_000;
+    let file = env.dir.path().join("bulk.jsonl");
+    let rejects = env.dir.path().join("rejects.jsonl");
+    let bad = write_import_file(&env, &file, N);
+    let good = N - bad.len() as u64;
+    assert_eq!(bad.len(), 1000);
+
+    // First run: kill -9 after a few acknowledged batches.
+    let mut child = import_cmd(&env, &file, &rejects)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut acknowledged = 0u64;
+    for line in out.lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("committed through line ") {
+            acknowledged = rest.split(':').next().unwrap().parse().unwrap();
+            if acknowledged >= 7000 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(acknowledged >= 7000);
+
+    // Everything acknowledged is there, verifiable, and nothing else half-written.
+    let store = &env.app.store;
+    let hash = {
+        let bytes = std::fs::read(&file).unwrap();
+        hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes))
+    };
+    let run = store
+        .import_run(&hash)
+        .await
+        .unwrap()
+        .expect("progress row");
+    let done = run.lines_done as u64;
+    assert!(
+        done >= acknowledged && done < N,
+        "done {done}, acknowledged {acknowledged}"
+    );
+    let good_through = |k: u64| k - bad.range(..=k).count() as u64 + u64::from(bad.contains(&0));
+    // Line 1's number is reused by the conflicting bad lines, so good lines are exactly issued.
+    let count = store.count_licenses().await.unwrap() as u64;
+    assert_eq!(count, good_through(done), "licenses present after the kill");
+    let filter = elicense::store::LicenseFilter {
+        limit: 100_000,
+        ..Default::default()
+    };
+    let rows = store.list_licenses(&filter, "2026-06-01").await.unwrap();
+    let auth = env
+        .app
+        .licenses
+        .signing_authority(&env.authority(0))
+        .await
+        .unwrap();
+    let cert_key = {
+        let (_, c) = x509_parser::parse_x509_certificate(&auth.cert.der).unwrap();
+        c.public_key().subject_public_key.data.to_vec()
+    };
+    for r in &rows {
+        let payload =
+            elicense::license::record::verify(&r.signature, &cert_key).expect("signature verifies");
+        assert_eq!(payload, r.record.as_bytes());
+        let n: u64 = r.number.trim_start_matches("ID").parse().unwrap();
+        assert!(
+            n <= done && !bad.contains(&n),
+            "line {n} is past the acknowledged progress or bad"
+        );
+    }
+
+    // Re-run: resumes, finishes, reports every bad line, issues each good line exactly once.
+    let st = import_cmd(&env, &file, &rejects)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(2), "bad lines make exit code 2");
+    assert_eq!(store.count_licenses().await.unwrap() as u64, good);
+    let reported: std::collections::BTreeSet<u64> = std::fs::read_to_string(&rejects)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["line"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let expected_after: std::collections::BTreeSet<u64> =
+        bad.iter().copied().filter(|l| *l > done).collect();
+    assert_eq!(
+        reported, expected_after,
+        "the resumed run reports every bad line it read"
+    );
+    let run = store.import_run(&hash).await.unwrap().unwrap();
+    assert_eq!(
+        (run.issued as u64, run.failed as u64, run.finished),
+        (good, 1000, 1)
+    );
+
+    // Third run of the same file: nothing to do. A copy with another hash: all skipped.
+    let st = import_cmd(&env, &file, &rejects)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(2));
+    let copy = env.dir.path().join("copy.jsonl");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.extend_from_slice(b"\n");
+    std::fs::write(&copy, bytes).unwrap();
+    let opts = elicense::license::import::ImportOptions::default();
+    let s = elicense::license::import::import_file(&env.app.licenses, &copy, &opts, &mut ())
+        .await
+        .unwrap();
+    assert_eq!((s.issued_this_run, s.skipped, s.failed), (0, good, 1000));
+    assert_eq!(store.count_licenses().await.unwrap() as u64, good);
+}

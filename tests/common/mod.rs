@@ -1,0 +1,235 @@
+//! Test harness: a fresh deployment per test on SQLite or PostgreSQL, driven in process.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use elicense::app::App;
+use elicense::clock::FixedClock;
+use elicense::config::{Config, Overrides};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+/// 2026-06-01T00:00:00Z: the tests' "now".
+pub const T0: i64 = 1_780_272_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server for tests, from ELICENSE_TEST_POSTGRES (an admin URL).
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var("ELICENSE_TEST_POSTGRES") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            assert!(
+                std::env::var("ELICENSE_REQUIRE_POSTGRES").is_err(),
+                "ELICENSE_REQUIRE_POSTGRES is set but ELICENSE_TEST_POSTGRES is not"
+            );
+            None
+        }
+    }
+}
+
+/// A scratch PostgreSQL database, dropped with the value.
+pub struct PgScratch {
+    pub admin: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl PgScratch {
+    pub async fn create(admin: &str) -> PgScratch {
+        use sqlx::Connection;
+        let name = format!("elt_{}", hex::encode(rand_bytes()));
+        let mut c = sqlx::PgConnection::connect(admin)
+            .await
+            .expect("connect to PostgreSQL");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .await
+            .expect("create db");
+        let base = admin.rsplit_once('/').unwrap().0;
+        PgScratch {
+            admin: admin.to_string(),
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for PgScratch {
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        // Best effort, on a thread of its own (we may be inside a runtime).
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut c)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn rand_bytes() -> [u8; 6] {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 6];
+    ring::rand::SystemRandom::new().fill(&mut b).unwrap();
+    b
+}
+
+pub struct Env {
+    pub app: App,
+    pub router: Router,
+    pub token: String,
+    pub clock: FixedClock,
+    pub dir: tempfile::TempDir,
+    pub database_url: String,
+    pub pg: Option<PgScratch>,
+}
+
+impl Env {
+    /// A fresh deployment with the demo region and authorities (no licenses); `None` when the
+    /// backend is PostgreSQL and no server is configured.
+    pub async fn new(backend: Backend) -> Option<Env> {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(PgScratch::create(&postgres_admin_url()?).await),
+        };
+        let database_url = match &pg {
+            Some(p) => p.url.clone(),
+            None => format!("sqlite://{}", dir.path().join("t.db").display()),
+        };
+        let config = Config::load(&Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            database_url: Some(database_url.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let clock = FixedClock::at(T0);
+        let app = App::open_with_clock(config, true, Arc::new(clock.clone()))
+            .await
+            .unwrap();
+        app.pki.init_region("340600", "测试市").await.unwrap();
+        for (code, name, types) in elicense::demo::authorities() {
+            app.licenses
+                .add_authority(&code, name, "municipal", &types)
+                .await
+                .unwrap();
+        }
+        let token = app.create_token("tester").await.unwrap();
+        let router = elicense::http::router(app.clone());
+        Some(Env {
+            app,
+            router,
+            token,
+            clock,
+            dir,
+            database_url,
+            pg,
+        })
+    }
+
+    pub async fn raw(&self, req: Request<Body>) -> (StatusCode, Vec<u8>) {
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        (status, body)
+    }
+
+    /// Calls the API with the test token; the body (if any) is JSON.
+    pub async fn call(&self, method: &str, uri: &str, body: Option<&Value>) -> (StatusCode, Value) {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {}", self.token));
+        let body = match body {
+            Some(v) => {
+                b = b.header("content-type", "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        let (status, bytes) = self.raw(b.body(body).unwrap()).await;
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, v)
+    }
+
+    pub fn authority(&self, i: usize) -> String {
+        elicense::demo::authorities()[i].0.clone()
+    }
+
+    /// A valid request for a built-in type (authority 0 issues ID cards).
+    pub fn id_card_request(&self, seq: u64) -> Value {
+        let mut rng = elicense::demo::Rng::new(seq + 11);
+        elicense::demo::request(
+            &mut rng,
+            elicense::license::types::RESIDENT_ID_CARD,
+            &self.authority(0),
+            seq,
+        )
+    }
+
+    pub async fn issue(&self, seq: u64) -> Value {
+        let (s, v) = self
+            .call("POST", "/v1/licenses", Some(&self.id_card_request(seq)))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v
+    }
+}
+
+/// Runs an async test body against both backends.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(env) = $crate::common::Env::new($crate::common::Backend::Sqlite).await {
+                        super::$name(env).await;
+                    }
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    match $crate::common::Env::new($crate::common::Backend::Postgres).await {
+                        Some(env) => super::$name(env).await,
+                        None => eprintln!("skipped: ELICENSE_TEST_POSTGRES is not set"),
+                    }
+                }
+            )*
+        }
+    };
+}
