@@ -55,6 +55,8 @@ fn verify_with_certificate(
     Ok(serde_json::from_slice(sign1.payload.as_ref().unwrap()).unwrap())
 }
 
+type Tamper = Box<dyn Fn(&mut Value)>;
+
 async fn issue_show_and_verify_independently(env: Env) {
     let issued = env.issue(1).await;
     let id = issued["id"].as_str().unwrap();
@@ -73,7 +75,7 @@ async fn issue_show_and_verify_independently(env: Env) {
     assert_eq!(payload["fields"], detail["fields"]);
     assert_eq!(payload["holder"], detail["holder"]);
     // Any change of any field breaks the signature.
-    let tampers: Vec<Box<dyn Fn(&mut Value)>> = vec![
+    let tampers: Vec<Tamper> = vec![
         Box::new(|v| v["fields"]["address"] = json!("伪造地址")),
         Box::new(|v| v["holder"]["name"] = json!("李四")),
         Box::new(|v| v["valid_to"] = json!("2099-01-01")),

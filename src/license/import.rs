@@ -142,6 +142,9 @@ fn line_error(line: u64, e: &Error) -> LineError {
     }
 }
 
+/// (type code, license number): unique per license.
+type TypeNumber = (String, String);
+
 struct Pending {
     line: u64,
     t: Arc<LicenseType>,
@@ -298,7 +301,7 @@ async fn settle_batch(
             .or_default()
             .push(p.checked.req.number.clone());
     }
-    let mut existing: HashMap<(String, String), (String, Option<Vec<u8>>)> = HashMap::new();
+    let mut existing: HashMap<TypeNumber, (String, Option<Vec<u8>>)> = HashMap::new();
     for (t, numbers) in &by_type {
         for e in lic.store().existing_numbers(t, numbers).await? {
             existing.insert((t.clone(), e.number), (e.id, e.source_hash));
