@@ -57,7 +57,7 @@ impl MasterKey {
 
     /// Loads the master key: the environment variable wins, then the file.
     pub fn load(file: &Path) -> Result<Self> {
-        if let Ok(v) = std::env::var(MASTER_KEY_ENV) {
+        if let Some(v) = master_key_env() {
             return Self::from_base64(&v);
         }
         let text = Zeroizing::new(std::fs::read_to_string(file).map_err(|e| Error::KeyStore {
@@ -69,7 +69,7 @@ impl MasterKey {
 
     /// Loads the master key, or creates a new key file (mode 0600) when neither exists.
     pub fn load_or_create(file: &Path) -> Result<Self> {
-        if std::env::var(MASTER_KEY_ENV).is_ok() || file.exists() {
+        if master_key_env().is_some() || file.exists() {
             return Self::load(file);
         }
         let mut bytes = Zeroizing::new([0u8; 32]);
@@ -80,6 +80,14 @@ impl MasterKey {
         write_private_file(file, text.as_bytes())?;
         Self::from_bytes(bytes.as_ref())
     }
+}
+
+/// The master key from the environment; an empty variable counts as unset.
+fn master_key_env() -> Option<Zeroizing<String>> {
+    std::env::var(MASTER_KEY_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(Zeroizing::new)
 }
 
 /// Writes a file that only the owner may read (0600), refusing to overwrite.

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the tests need, idempotently, and makes sure PostgreSQL runs. Safe to re-run.
+set -euo pipefail
+
+need_apt=()
+for pkg in openssl curl postgresql; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# PostgreSQL on 127.0.0.1:5432 (trust auth on this kind of machine).
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  echo "setup: starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  pg_isready -h 127.0.0.1 -p 5432
+fi
+
+# Python tools for conformance runs, in a venv outside the clone so CI reuses it.
+venv="${ELICENSE_VENV:-/var/cache/elicense-venv}"
+if ! "$venv/bin/python" -c 'import pkilint, cbor2, cryptography' >/dev/null 2>&1; then
+  echo "setup: creating $venv (pkilint, cbor2, cryptography)"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'pkilint>=0.13' 'cbor2>=5' 'cryptography>=42'
+fi

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Runs what elicense produces through tools we did not write: OpenSSL (X.509, CRL), pkilint
+# (certificate profiles), and an independent COSE verifier built on cbor2 + cryptography.
+# Prints "conformance: N passed, M failed" and exits 1 on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/elicense-target}"
+venv="${ELICENSE_VENV:-/var/cache/elicense-venv}"
+cargo build --quiet --bin elicense || exit 1
+bin="$CARGO_TARGET_DIR/debug/elicense"
+
+work=$(mktemp -d)
+server_pid=""
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+passed=0; failed=0
+pass() { passed=$((passed + 1)); echo "  ok   $1"; }
+fail() { failed=$((failed + 1)); echo "  FAIL $1"; }
+check() { local name=$1; shift; if "$@" >"$work/last.log" 2>&1; then pass "$name"; else fail "$name"; sed 's/^/       /' "$work/last.log" | head -20; fi; }
+check_fails() { local name=$1; shift; if "$@" >"$work/last.log" 2>&1; then fail "$name (unexpectedly succeeded)"; else pass "$name"; fi; }
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+base="http://127.0.0.1:$port"
+data="$work/data"
+env -u ELICENSE_MASTER_KEY "$bin" --data-dir "$data" serve --demo --listen "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.2; done
+token=$(cat "$data/admin.token")
+auth() { curl -sf -H "Authorization: Bearer $token" "$@"; }
+
+echo "== X.509: root and authority certificates (openssl, pkilint)"
+curl -sf "$base/v1/pki/root" >"$work/root.pem"
+auth "$base/v1/authorities" >"$work/authorities.json"
+"$venv/bin/python" - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+auths = json.load(open(f"{work}/authorities.json"))
+with open(f"{work}/authorities.txt", "w") as out:
+    for i, a in enumerate(auths):
+        open(f"{work}/authority{i}.pem", "w").write(a["certificate"])
+        out.write(f"{i} {a['credit_code']} {a['certificate_serial']}\n")
+PY
+check "pkilint: root CA profile" "$venv/bin/lint_pkix_cert" lint -s WARNING "$work/root.pem"
+while read -r i code serial; do
+  check "openssl verify: authority $code chains to the root" openssl verify -CAfile "$work/root.pem" "$work/authority$i.pem"
+  check "pkilint: authority seal profile ($code)" "$venv/bin/lint_pkix_cert" lint -s WARNING "$work/authority$i.pem"
+  check "pkilint: root -> authority chain ($code)" "$venv/bin/lint_pkix_signer_signee_cert_chain" lint "$work/root.pem" "$work/authority$i.pem"
+done <"$work/authorities.txt"
+# Control: pkilint does reject a bad certificate (serial 0, CA without key usage).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
+  -subj "/CN=bad" -days 1 -set_serial 0 -out "$work/bad.pem" 2>/dev/null
+check_fails "pkilint control: a bad certificate is rejected" "$venv/bin/lint_pkix_cert" lint -s WARNING "$work/bad.pem"
+
+echo "== License signatures (COSE_Sign1 verified with cbor2 + cryptography)"
+check "every demo license verifies with its authority certificate and fails when changed" \
+  "$venv/bin/python" conformance/verify_licenses.py "$base" "$token"
+grep -h "verify_licenses:" "$work/last.log" | sed 's/^/       /'
+
+echo "== Identifiers and credit codes"
+check "id check accepts 1.2.156.3005.2.11100000000013338W011.11430000006122244L.20230000403.001.U" \
+  "$bin" id check 1.2.156.3005.2.11100000000013338W011.11430000006122244L.20230000403.001.U
+check "id check accepts 1.2.156.3005.2.11100000MB03271699022.340100.000000016.001.9" \
+  "$bin" id check 1.2.156.3005.2.11100000MB03271699022.340100.000000016.001.9
+check_fails "id check rejects ...20230000403.001.V" \
+  "$bin" id check 1.2.156.3005.2.11100000000013338W011.11430000006122244L.20230000403.001.V
+check_fails "id check rejects ...000000016.001.8" \
+  "$bin" id check 1.2.156.3005.2.11100000MB03271699022.340100.000000016.001.8
+check "authority add rejects a credit code with a wrong check character (LIC-0002 at /credit_code)" \
+  sh -c "! '$bin' --data-dir '$data' authority add --code 11340600MB00000110 --name x --types 11100000000013338W001 >'$work/cc.log' 2>&1 \
+         && grep -q LIC-0002 '$work/cc.log' && grep -q /credit_code '$work/cc.log'"
+
+echo "== CRL (openssl)"
+read -r _ rcode rserial < <(sed -n 3p "$work/authorities.txt")
+auth -X POST -H 'content-type: application/json' -d '{"reason":"keyCompromise"}' \
+  "$base/v1/authorities/$rcode/certificate/revoke" >/dev/null || fail "revoke authority certificate via the API"
+curl -sf "$base/v1/pki/crl" >"$work/crl.der"
+check "openssl crl parses the CRL and verifies its signature with the root" \
+  sh -c "openssl crl -inform DER -in '$work/crl.der' -CAfile '$work/root.pem' -noout 2>&1 | grep -q 'verify OK'"
+openssl crl -inform DER -in "$work/crl.der" -noout -text >"$work/crl.txt" 2>&1
+upper=$(echo "$rserial" | tr a-f A-F)
+check "the CRL lists the revoked authority certificate ($upper)" grep -q "Serial Number: $upper" "$work/crl.txt"
+check "the CRL carries a CRL number and an authority key identifier" \
+  sh -c "grep -q 'X509v3 CRL Number' '$work/crl.txt' && grep -q 'Authority Key Identifier' '$work/crl.txt'"
+openssl crl -inform DER -in "$work/crl.der" -out "$work/crl.pem" 2>/dev/null
+check "openssl verify -crl_check refuses the revoked authority certificate as revoked" \
+  sh -c "! openssl verify -crl_check -CAfile '$work/root.pem' -CRLfile '$work/crl.pem' '$work/authority2.pem' >'$work/rv.log' 2>&1 \
+         && grep -q 'certificate revoked' '$work/rv.log'"
+check "openssl verify -crl_check accepts an unrevoked authority certificate" \
+  openssl verify -crl_check -CAfile "$work/root.pem" -CRLfile "$work/crl.pem" "$work/authority0.pem"
+
+echo "conformance: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
