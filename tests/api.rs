@@ -184,6 +184,17 @@ async fn amendment_bumps_version(env: Env) {
     assert_eq!(d["id"], id2);
     assert_eq!(d["requested_version"], id1.as_str());
     assert_eq!(d["versions"].as_array().unwrap().len(), 2);
+    assert_eq!(d["versions"][0]["id"], id1.as_str());
+    assert_eq!(d["versions"][0]["superseded_because"], "住址变更");
+    // The superseded version's signature still verifies, over its own record.
+    let old = verify_with_certificate(
+        d["versions"][0]["cose_sign1"].as_str().unwrap(),
+        d["issuer_certificate"].as_str().unwrap(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(old["version"], 1);
+    assert_ne!(old["fields"]["address"], "安徽省示范市新地址1号");
     let payload = verify_with_certificate(
         d["signature"]["cose_sign1"].as_str().unwrap(),
         d["issuer_certificate"].as_str().unwrap(),
@@ -783,9 +794,8 @@ async fn import_100k_survives_kill_9(env: Env) {
         c.public_key().subject_public_key.data.to_vec()
     };
     for r in &rows {
-        let payload =
-            elicense::license::record::verify(&r.signature, &cert_key).expect("signature verifies");
-        assert_eq!(payload, r.record.as_bytes());
+        elicense::license::record::verify_detached(&r.signature, r.record.as_bytes(), &cert_key)
+            .expect("signature verifies");
         let n: u64 = r.number.trim_start_matches("ID").parse().unwrap();
         assert!(
             n <= done && !bad.contains(&n),

@@ -96,7 +96,7 @@ CREATE TABLE licenses (
     valid_to    TEXT,                     -- NULL = long-term (长期)
     status      TEXT NOT NULL,            -- 01 02 03 04 07 (05 is derived from valid_to)
     record      TEXT NOT NULL,            -- canonical JSON that was signed
-    signature   BLOB NOT NULL,            -- COSE_Sign1 (ES256) over record
+    signature   BLOB NOT NULL,            -- COSE_Sign1 (ES256) over record, payload detached
     source_hash BLOB,                     -- SHA-256 of the issuing request (idempotent import)
     created_at  INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL,
@@ -105,13 +105,13 @@ CREATE TABLE licenses (
 CREATE INDEX licenses_holder ON licenses (holder_code);
 CREATE INDEX licenses_type_status ON licenses (type_code, status);
 
--- Every version ever signed.
+-- Superseded versions (the current one lives in licenses), moved here by each amendment.
 CREATE TABLE license_versions (
     id          TEXT PRIMARY KEY,
     lineage     TEXT NOT NULL REFERENCES licenses (lineage),
     version     INTEGER NOT NULL,
     record      TEXT NOT NULL,
-    signature   BLOB NOT NULL,
+    signature   BLOB NOT NULL,            -- detached COSE_Sign1 over record
     reason      TEXT,
     created_at  INTEGER NOT NULL,
     UNIQUE (lineage, version)

@@ -49,8 +49,10 @@ fn write_canonical(v: &Value, out: &mut String) {
     }
 }
 
-/// Signs `payload` as a COSE_Sign1 with ES256; `kid` goes in the protected header.
-pub fn sign(payload: &[u8], kid: &[u8], signer: &dyn Signer) -> Result<Vec<u8>> {
+/// Signs `payload` as a COSE_Sign1 with ES256; `kid` goes in the protected header. Returns the
+/// structure with the payload detached (nil): the record is stored beside it once, not twice;
+/// [`attach`] puts it back for relying parties.
+pub fn sign_detached(payload: &[u8], kid: &[u8], signer: &dyn Signer) -> Result<Vec<u8>> {
     let protected = HeaderBuilder::new()
         .algorithm(iana::Algorithm::ES256)
         .key_id(kid.to_vec())
@@ -59,8 +61,7 @@ pub fn sign(payload: &[u8], kid: &[u8], signer: &dyn Signer) -> Result<Vec<u8>> 
     let mut err = None;
     let sign1 = CoseSign1Builder::new()
         .protected(protected)
-        .payload(payload.to_vec())
-        .create_signature(b"", |tbs| match signer.sign_fixed(tbs) {
+        .create_detached_signature(payload, b"", |tbs| match signer.sign_fixed(tbs) {
             Ok(s) => s,
             Err(e) => {
                 err = Some(e);
@@ -71,6 +72,16 @@ pub fn sign(payload: &[u8], kid: &[u8], signer: &dyn Signer) -> Result<Vec<u8>> 
     if let Some(e) = err {
         return Err(e);
     }
+    sign1
+        .to_vec()
+        .map_err(|e| Error::internal(format!("COSE encoding: {e}")))
+}
+
+/// Puts the payload back into a detached COSE_Sign1.
+pub fn attach(detached: &[u8], payload: &[u8]) -> Result<Vec<u8>> {
+    let mut sign1 = CoseSign1::from_slice(detached)
+        .map_err(|e| Error::internal(format!("stored COSE_Sign1: {e}")))?;
+    sign1.payload = Some(payload.to_vec());
     sign1
         .to_vec()
         .map_err(|e| Error::internal(format!("COSE encoding: {e}")))
@@ -109,9 +120,78 @@ pub fn verify(cose: &[u8], public_key: &[u8]) -> Result<Vec<u8>, SignatureError>
     sign1.payload.ok_or(SignatureError::NoPayload)
 }
 
+/// Verifies a COSE_Sign1 whose payload is detached against `payload`.
+pub fn verify_detached(
+    cose: &[u8],
+    payload: &[u8],
+    public_key: &[u8],
+) -> Result<(), SignatureError> {
+    let sign1 = CoseSign1::from_slice(cose).map_err(|_| SignatureError::Malformed)?;
+    if sign1.protected.header.alg
+        != Some(coset::RegisteredLabelWithPrivate::Assigned(
+            iana::Algorithm::ES256,
+        ))
+    {
+        return Err(SignatureError::Algorithm);
+    }
+    let key = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ECDSA_P256_SHA256_FIXED,
+        public_key,
+    );
+    sign1
+        .verify_detached_signature(payload, b"", |sig, tbs| key.verify(tbs, sig))
+        .map_err(|_| SignatureError::BadSignature)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct TestKey(ring::signature::EcdsaKeyPair, ring::rand::SystemRandom);
+
+    impl Signer for TestKey {
+        fn key_id(&self) -> &str {
+            "test"
+        }
+        fn public_key(&self) -> &[u8] {
+            use ring::signature::KeyPair;
+            self.0.public_key().as_ref()
+        }
+        fn sign_fixed(&self, msg: &[u8]) -> Result<Vec<u8>> {
+            Ok(self
+                .0
+                .sign(&self.1, msg)
+                .map_err(|_| Error::internal("sign"))?
+                .as_ref()
+                .to_vec())
+        }
+        fn sign_der(&self, _: &[u8]) -> Result<Vec<u8>> {
+            Err(Error::internal("unused"))
+        }
+    }
+
+    #[test]
+    fn detached_signature_attaches_and_verifies() {
+        use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING as ALG, EcdsaKeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ALG, &rng).unwrap();
+        let key = TestKey(
+            EcdsaKeyPair::from_pkcs8(&ALG, pkcs8.as_ref(), &rng).unwrap(),
+            rng,
+        );
+        let detached = sign_detached(b"{\"a\":1}", &[1; 8], &key).unwrap();
+        assert!(CoseSign1::from_slice(&detached).unwrap().payload.is_none());
+        let attached = attach(&detached, b"{\"a\":1}").unwrap();
+        assert_eq!(verify(&attached, key.public_key()).unwrap(), b"{\"a\":1}");
+        assert_eq!(
+            verify_detached(&detached, b"{\"a\":1}", key.public_key()),
+            Ok(())
+        );
+        assert_eq!(
+            verify_detached(&detached, b"{\"a\":2}", key.public_key()),
+            Err(SignatureError::BadSignature)
+        );
+    }
 
     #[test]
     fn canonical_json_sorts_and_compacts() {

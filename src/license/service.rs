@@ -146,8 +146,11 @@ pub struct SignatureView {
 pub struct VersionView {
     pub id: String,
     pub version: i64,
-    pub reason: Option<String>,
+    /// Why a later version replaced this one (absent on the current version).
+    pub superseded_because: Option<String>,
+    /// When this version was signed (Unix seconds).
     pub created_at: i64,
+    /// COSE_Sign1 with its payload (the version's record), base64.
     pub cose_sign1: String,
 }
 
@@ -217,6 +220,7 @@ pub struct Licenses {
     pki: Pki,
     clock: SharedClock,
     types: Arc<RwLock<HashMap<String, Arc<LicenseType>>>>,
+    region: Arc<std::sync::OnceLock<String>>,
 }
 
 impl std::fmt::Debug for Licenses {
@@ -247,6 +251,7 @@ impl Licenses {
             pki,
             clock,
             types: Arc::new(RwLock::new(HashMap::new())),
+            region: Arc::new(std::sync::OnceLock::new()),
         }
     }
 
@@ -262,9 +267,14 @@ impl Licenses {
         &self.pki
     }
 
-    /// The region's division code.
+    /// The region's division code (it never changes once the region exists).
     pub async fn region_code(&self) -> Result<String> {
-        Ok(self.pki.region().await?.code)
+        if let Some(code) = self.region.get() {
+            return Ok(code.clone());
+        }
+        let code = self.pki.region().await?.code;
+        let _ = self.region.set(code.clone());
+        Ok(code)
     }
 
     /// Registers the built-in types that are not yet registered.
@@ -491,7 +501,7 @@ impl Licenses {
             "fields": c.req.fields,
         });
         let record = record::canonical_json(&rec);
-        let signature = record::sign(record.as_bytes(), &auth.kid, auth.signer.as_ref())?;
+        let signature = record::sign_detached(record.as_bytes(), &auth.kid, auth.signer.as_ref())?;
         Ok(LicenseRow {
             lineage: id.lineage(),
             id: id.to_string(),
@@ -545,27 +555,20 @@ impl Licenses {
                 id: existing.id,
             });
         }
-        let region = self.pki.region().await?;
+        let region = self.region_code().await?;
         let now = self.clock.unix();
         let year = self.clock.today().year();
-        let n = self
+        let (code, issuer) = (t.def.code.clone(), auth.row.credit_code.clone());
+        let r = self
             .store
-            .reserve_serials(&t.def.code, &auth.row.credit_code, year, 1)
-            .await?;
-        let id = LicenseId::new(
-            &t.def.code,
-            &auth.row.credit_code,
-            &Self::serial(year, n),
-            1,
-        )
-        .map_err(|e| Error::internal(format!("generated identifier: {e}")))?;
-        let row = self.sign_row(&region.code, &t, &auth, &checked, &id, Status::Valid, now)?;
-        match self
-            .store
-            .insert_licenses(std::slice::from_ref(&row), actor, None)
-            .await
-        {
-            Ok(()) => Ok((self.view(&row, &auth.cert)?, true)),
+            .insert_issued((&code, &issuer, year), actor, |n| {
+                let id = LicenseId::new(&code, &issuer, &Self::serial(year, n), 1)
+                    .map_err(|e| Error::internal(format!("generated identifier: {e}")))?;
+                self.sign_row(&region, &t, &auth, &checked, &id, Status::Valid, now)
+            })
+            .await;
+        match r {
+            Ok(row) => Ok((self.view(&row, &auth.cert)?, true)),
             // Another request took the number between our check and insert.
             Err(Error::AlreadyExists { .. }) => Box::pin(self.issue(checked.req, actor)).await,
             Err(e) => Err(e),
@@ -631,7 +634,8 @@ impl Licenses {
                 alg: "ES256".into(),
                 kid: hex::encode(cert_kid(&cert.der)),
                 certificate_serial: cert.serial.clone(),
-                cose_sign1: base64::engine::general_purpose::STANDARD.encode(&row.signature),
+                cose_sign1: base64::engine::general_purpose::STANDARD
+                    .encode(record::attach(&row.signature, row.record.as_bytes())?),
                 record: row.record.clone(),
             },
         })
@@ -656,19 +660,25 @@ impl Licenses {
         use base64::Engine;
         let (row, older) = self.find(id).await?;
         let cert = self.signer_cert(&row).await?;
-        let versions = self
-            .store
-            .versions(&row.lineage)
-            .await?
-            .into_iter()
-            .map(|v| VersionView {
+        let mut versions = Vec::new();
+        for v in self.store.versions(&row.lineage).await? {
+            versions.push(VersionView {
                 id: v.id,
                 version: v.version,
-                reason: v.reason,
+                superseded_because: v.reason,
                 created_at: v.created_at,
-                cose_sign1: base64::engine::general_purpose::STANDARD.encode(&v.signature),
-            })
-            .collect();
+                cose_sign1: base64::engine::general_purpose::STANDARD
+                    .encode(record::attach(&v.signature, v.record.as_bytes())?),
+            });
+        }
+        versions.push(VersionView {
+            id: row.id.clone(),
+            version: row.version,
+            superseded_because: None,
+            created_at: row.updated_at,
+            cose_sign1: base64::engine::general_purpose::STANDARD
+                .encode(record::attach(&row.signature, row.record.as_bytes())?),
+        });
         let events = self
             .store
             .events(&row.lineage)
@@ -816,15 +826,11 @@ impl Licenses {
         let new_id = old_id
             .with_version(next)
             .map_err(|e| Error::internal(e.to_string()))?;
-        let region = self.pki.region().await?;
+        let region = self.region_code().await?;
         let now = self.clock.unix();
-        let mut new_row = self.sign_row(&region.code, &t, &auth, &checked, &new_id, status, now)?;
+        let mut new_row = self.sign_row(&region, &t, &auth, &checked, &new_id, status, now)?;
         new_row.created_at = row.created_at;
-        if !self
-            .store
-            .amend(&new_row, row.version, &a.reason, actor)
-            .await?
-        {
+        if !self.store.amend(&new_row, &row, &a.reason, actor).await? {
             return Err(Error::IllegalTransition {
                 from: "changed concurrently".into(),
                 to: "amended".into(),

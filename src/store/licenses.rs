@@ -30,6 +30,47 @@ macro_rules! insert_event {
     }};
 }
 
+/// Inserts licenses and their `issued` events with multi-row statements, inside a transaction.
+macro_rules! insert_rows {
+    ($tx:expr, $rows:expr, $actor:expr) => {{
+        for chunk in $rows.chunks(INSERT_CHUNK) {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO licenses (lineage, id, version, type_code, number, issuer, holder_name, holder_code, \
+                 holder_code_type, issue_date, valid_from, valid_to, status, record, signature, source_hash, created_at, updated_at) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.lineage).push_bind(&r.id).push_bind(r.version).push_bind(&r.type_code)
+                    .push_bind(&r.number).push_bind(&r.issuer).push_bind(&r.holder_name)
+                    .push_bind(&r.holder_code).push_bind(&r.holder_code_type).push_bind(&r.issue_date)
+                    .push_bind(&r.valid_from).push_bind(&r.valid_to).push_bind(&r.status)
+                    .push_bind(&r.record).push_bind(&r.signature).push_bind(&r.source_hash)
+                    .push_bind(r.created_at).push_bind(r.updated_at);
+            });
+            qb.build().execute(&mut *$tx).await?;
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO license_events (lineage, seq, at, action, from_status, to_status, version, reason, actor) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.lineage).push_bind(1_i64).push_bind(r.created_at).push_bind("issued")
+                    .push_bind(None::<String>).push_bind(&r.status).push_bind(r.version)
+                    .push_bind(None::<String>).push_bind($actor);
+            });
+            qb.build().execute(&mut *$tx).await?;
+        }
+    }};
+}
+
+/// A unique violation on insert means the license number was taken meanwhile.
+fn insert_error(e: sqlx::Error) -> Error {
+    if is_unique_violation(&e) {
+        Error::AlreadyExists {
+            what: "a license with one of these numbers".into(),
+        }
+    } else {
+        e.into()
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LicenseRow {
     pub lineage: String,
@@ -184,8 +225,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Stores newly issued licenses (each as version 1 with an `issued` event) and, when given,
-    /// the import progress that covers them — all in one transaction.
+    /// Stores newly issued licenses (each with its `issued` event) and, when given, the import
+    /// progress that covers them — all in one transaction.
     pub async fn insert_licenses(
         &self,
         rows: &[LicenseRow],
@@ -195,40 +236,7 @@ impl Store {
         let r: std::result::Result<(), sqlx::Error> = with_pool!(self, pool => {
             async {
                 let mut tx = pool.begin().await?;
-                for chunk in rows.chunks(INSERT_CHUNK) {
-                    let mut qb = sqlx::QueryBuilder::new(
-                        "INSERT INTO licenses (lineage, id, version, type_code, number, issuer, holder_name, holder_code, \
-                         holder_code_type, issue_date, valid_from, valid_to, status, record, signature, source_hash, created_at, updated_at) ",
-                    );
-                    qb.push_values(chunk, |mut b, r| {
-                        b.push_bind(&r.lineage).push_bind(&r.id).push_bind(r.version).push_bind(&r.type_code)
-                            .push_bind(&r.number).push_bind(&r.issuer).push_bind(&r.holder_name)
-                            .push_bind(&r.holder_code).push_bind(&r.holder_code_type).push_bind(&r.issue_date)
-                            .push_bind(&r.valid_from).push_bind(&r.valid_to).push_bind(&r.status)
-                            .push_bind(&r.record).push_bind(&r.signature).push_bind(&r.source_hash)
-                            .push_bind(r.created_at).push_bind(r.updated_at);
-                    });
-                    qb.build().execute(&mut *tx).await?;
-
-                    let mut qb = sqlx::QueryBuilder::new(
-                        "INSERT INTO license_versions (id, lineage, version, record, signature, reason, created_at) ",
-                    );
-                    qb.push_values(chunk, |mut b, r| {
-                        b.push_bind(&r.id).push_bind(&r.lineage).push_bind(r.version).push_bind(&r.record)
-                            .push_bind(&r.signature).push_bind(None::<String>).push_bind(r.created_at);
-                    });
-                    qb.build().execute(&mut *tx).await?;
-
-                    let mut qb = sqlx::QueryBuilder::new(
-                        "INSERT INTO license_events (lineage, seq, at, action, from_status, to_status, version, reason, actor) ",
-                    );
-                    qb.push_values(chunk, |mut b, r| {
-                        b.push_bind(&r.lineage).push_bind(1_i64).push_bind(r.created_at).push_bind("issued")
-                            .push_bind(None::<String>).push_bind(&r.status).push_bind(r.version)
-                            .push_bind(None::<String>).push_bind(actor);
-                    });
-                    qb.build().execute(&mut *tx).await?;
-                }
+                insert_rows!(tx, rows, actor);
                 if let Some(p) = progress {
                     sqlx::query(
                         "INSERT INTO import_runs (file_hash, file_name, lines_done, issued, skipped, failed, finished, updated_at) \
@@ -244,13 +252,42 @@ impl Store {
                 tx.commit().await
             }.await
         });
-        match r {
-            Ok(()) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(Error::AlreadyExists {
-                what: "a license with one of these numbers".into(),
-            }),
-            Err(e) => Err(e.into()),
-        }
+        r.map_err(insert_error)
+    }
+
+    /// Issues one license in one transaction: reserves the next serial of (type, issuer, year),
+    /// lets `make` build and sign the row for it, and stores the row with its event.
+    pub async fn insert_issued(
+        &self,
+        counter: (&str, &str, i32),
+        actor: &str,
+        make: impl FnOnce(i64) -> Result<LicenseRow>,
+    ) -> Result<LicenseRow> {
+        let (type_code, issuer, year) = counter;
+        let r: std::result::Result<Result<LicenseRow>, sqlx::Error> = with_pool!(self, pool => {
+            async {
+                let mut tx = pool.begin().await?;
+                let next: i64 = sqlx::query_scalar(
+                    "INSERT INTO serial_counters (type_code, issuer, year, next) VALUES ($1, $2, $3, 2) \
+                     ON CONFLICT (type_code, issuer, year) DO UPDATE SET next = serial_counters.next + 1 \
+                     RETURNING next",
+                )
+                .bind(type_code)
+                .bind(issuer)
+                .bind(i64::from(year))
+                .fetch_one(&mut *tx)
+                .await?;
+                let row = match make(next - 1) {
+                    Ok(row) => row,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let rows = std::slice::from_ref(&row);
+                insert_rows!(tx, rows, actor);
+                tx.commit().await?;
+                Ok(Ok(row))
+            }.await
+        });
+        r.map_err(insert_error)?
     }
 
     pub async fn import_run(&self, file_hash: &str) -> Result<Option<ImportRunRow>> {
@@ -391,11 +428,12 @@ impl Store {
         })
     }
 
-    /// Replaces the current version with `new` if the current one is still `old_version`.
+    /// Replaces the current version `old` with `new` if `old` is still current; `old` moves to
+    /// the superseded versions.
     pub async fn amend(
         &self,
         new: &LicenseRow,
-        old_version: i64,
+        old: &LicenseRow,
         reason: &str,
         actor: &str,
     ) -> Result<bool> {
@@ -407,7 +445,7 @@ impl Store {
                  WHERE lineage = $1 AND version = $2",
             )
             .bind(&new.lineage)
-            .bind(old_version)
+            .bind(old.version)
             .bind(&new.id)
             .bind(new.version)
             .bind(&new.holder_name)
@@ -427,13 +465,13 @@ impl Store {
             sqlx::query(
                 "INSERT INTO license_versions (id, lineage, version, record, signature, reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
-            .bind(&new.id)
-            .bind(&new.lineage)
-            .bind(new.version)
-            .bind(&new.record)
-            .bind(&new.signature)
+            .bind(&old.id)
+            .bind(&old.lineage)
+            .bind(old.version)
+            .bind(&old.record)
+            .bind(&old.signature)
             .bind(reason)
-            .bind(new.updated_at)
+            .bind(old.updated_at)
             .execute(&mut *tx)
             .await?;
             insert_event!(tx, &new.lineage, new.updated_at, "amended", Some(&new.status), &new.status, new.version, Some(reason), actor);
