@@ -83,7 +83,7 @@ CREATE TABLE serial_counters (
 -- The current state of each license (one row per lineage type.issuer.serial).
 CREATE TABLE licenses (
     lineage     TEXT PRIMARY KEY,
-    id          TEXT NOT NULL UNIQUE,     -- full identifier of the current version
+    id          TEXT NOT NULL,            -- full identifier of the current version (found by lineage)
     version     BIGINT NOT NULL,
     type_code   TEXT NOT NULL REFERENCES license_types (code),
     number      TEXT NOT NULL,            -- printed license number (证照编号)
@@ -98,12 +98,14 @@ CREATE TABLE licenses (
     record      TEXT NOT NULL,            -- canonical JSON that was signed
     signature   BYTEA NOT NULL,            -- COSE_Sign1 (ES256) over record, payload detached
     source_hash BYTEA,                     -- SHA-256 of the issuing request (idempotent import)
+    issued_by   TEXT NOT NULL,            -- actor that issued it (the history's first entry)
     created_at  BIGINT NOT NULL,
     updated_at  BIGINT NOT NULL,
     UNIQUE (type_code, number)
 );
 CREATE INDEX licenses_holder ON licenses (holder_code);
-CREATE INDEX licenses_type_status ON licenses (type_code, status);
+-- Type filters use the lineage prefix (type.issuer.serial); status filters this index.
+CREATE INDEX licenses_status ON licenses (status, lineage);
 
 -- Superseded versions (the current one lives in licenses), moved here by each amendment.
 CREATE TABLE license_versions (
@@ -117,12 +119,13 @@ CREATE TABLE license_versions (
     UNIQUE (lineage, version)
 );
 
--- Every status change (and issuance/amendment) in order.
+-- Every change after issuance (status changes, amendments) in order; issuance itself is
+-- recorded in licenses (created_at, issued_by).
 CREATE TABLE license_events (
     lineage     TEXT NOT NULL REFERENCES licenses (lineage),
     seq         BIGINT NOT NULL,
     at          BIGINT NOT NULL,
-    action      TEXT NOT NULL,            -- issued | amended | status
+    action      TEXT NOT NULL,            -- status | amended
     from_status TEXT,
     to_status   TEXT NOT NULL,
     version     BIGINT NOT NULL,

@@ -250,9 +250,7 @@ pub async fn import_file(
             finished: i64::from(eof),
             updated_at: lic.clock().unix(),
         };
-        lic.store()
-            .insert_licenses(&rows, &opts.actor, Some(&progress))
-            .await?;
+        lic.store().insert_licenses(&rows, Some(&progress)).await?;
         obs.committed(line_no, &s);
     }
     s.lines = line_no;
@@ -375,7 +373,16 @@ async fn settle_batch(
                     scope.spawn(move || {
                         part.iter()
                             .map(|(p, id, auth)| {
-                                lic.sign_row(region, &p.t, auth, &p.checked, id, Status::Valid, now)
+                                lic.sign_row(
+                                    region,
+                                    &p.t,
+                                    auth,
+                                    &p.checked,
+                                    id,
+                                    Status::Valid,
+                                    now,
+                                    &opts.actor,
+                                )
                             })
                             .collect::<Result<Vec<_>>>()
                     })

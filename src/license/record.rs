@@ -49,6 +49,77 @@ fn write_canonical(v: &Value, out: &mut String) {
     }
 }
 
+/// Serialises a JSON value with object keys sorted, whatever the map type: the building block of
+/// the canonical structs below, which declare their own fields in sorted order.
+pub struct Canonical<'a>(pub &'a Value);
+
+impl serde::Serialize for Canonical<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                let mut m = s.serialize_map(Some(keys.len()))?;
+                for k in keys {
+                    if let Some(v) = map.get(k) {
+                        m.serialize_entry(k, &Canonical(v))?;
+                    }
+                }
+                m.end()
+            }
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for v in items {
+                    seq.serialize_element(&Canonical(v))?;
+                }
+                seq.end()
+            }
+            other => other.serialize(s),
+        }
+    }
+}
+
+/// A code and a name, in canonical field order.
+#[derive(serde::Serialize)]
+pub struct CodeName<'a> {
+    pub code: &'a str,
+    pub name: &'a str,
+}
+
+/// A holder in canonical field order.
+#[derive(serde::Serialize)]
+pub struct CanonicalHolder<'a> {
+    pub code: &'a str,
+    pub code_type: &'a str,
+    pub name: &'a str,
+}
+
+/// The signed license record. Fields are declared in sorted order, so serde_json writes the
+/// canonical form directly (equal to [`canonical_json`] of the same object).
+#[derive(serde::Serialize)]
+pub struct Record<'a> {
+    pub fields: Canonical<'a>,
+    pub holder: CanonicalHolder<'a>,
+    pub id: &'a str,
+    pub issue_date: &'a str,
+    pub issuer: CodeName<'a>,
+    pub number: &'a str,
+    pub region: &'a str,
+    #[serde(rename = "type")]
+    pub type_: CodeName<'a>,
+    pub valid_from: &'a str,
+    /// `长期` for long-term.
+    pub valid_to: &'a str,
+    pub version: u16,
+}
+
+impl Record<'_> {
+    pub fn to_canonical_json(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| Error::internal(format!("record: {e}")))
+    }
+}
+
 /// Signs `payload` as a COSE_Sign1 with ES256; `kid` goes in the protected header. Returns the
 /// structure with the payload detached (nil): the record is stored beside it once, not twice;
 /// [`attach`] puts it back for relying parties.
@@ -191,6 +262,36 @@ mod tests {
             verify_detached(&detached, b"{\"a\":2}", key.public_key()),
             Err(SignatureError::BadSignature)
         );
+    }
+
+    #[test]
+    fn record_struct_is_canonical() {
+        let fields = serde_json::json!({"z": [1, {"b": 2, "a": "中\"文"}], "a": null});
+        let r = Record {
+            fields: Canonical(&fields),
+            holder: CanonicalHolder {
+                code: "c",
+                code_type: "111",
+                name: "张三",
+            },
+            id: "1.2",
+            issue_date: "2026-01-01",
+            issuer: CodeName {
+                code: "i",
+                name: "局",
+            },
+            number: "n",
+            region: "340600",
+            type_: CodeName {
+                code: "t",
+                name: "证",
+            },
+            valid_from: "2026-01-01",
+            valid_to: "长期",
+            version: 1,
+        };
+        let via_value = canonical_json(&serde_json::to_value(&r).unwrap());
+        assert_eq!(r.to_canonical_json().unwrap(), via_value);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::error::{Error, FieldError, Result};
 use crate::pki::{Pki, Signer, cert_kid};
 use crate::store::{AuthorityRow, CertRow, LicenseFilter, LicenseRow, Store};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use time::Date;
@@ -241,6 +241,41 @@ fn fmt_date(d: Date) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
+/// SHA-256 of the canonical form of a request: equal requests (whatever their key order or
+/// white space) hash alike, so a re-sent request is recognised.
+fn request_hash(req: &IssueRequest) -> Result<Vec<u8>> {
+    #[derive(Serialize)]
+    struct Canon<'a> {
+        fields: record::Canonical<'a>,
+        holder: record::CanonicalHolder<'a>,
+        issue_date: Option<&'a str>,
+        issuer: &'a str,
+        number: &'a str,
+        #[serde(rename = "type")]
+        type_code: &'a str,
+        valid_from: Option<&'a str>,
+        valid_to: Option<&'a str>,
+    }
+    let text = serde_json::to_vec(&Canon {
+        fields: record::Canonical(&req.fields),
+        holder: record::CanonicalHolder {
+            code: &req.holder.code,
+            code_type: &req.holder.code_type,
+            name: &req.holder.name,
+        },
+        issue_date: req.issue_date.as_deref(),
+        issuer: &req.issuer,
+        number: &req.number,
+        type_code: &req.type_code,
+        valid_from: req.valid_from.as_deref(),
+        valid_to: req.valid_to.as_deref(),
+    })
+    .map_err(|e| Error::internal(format!("request hash: {e}")))?;
+    Ok(ring::digest::digest(&ring::digest::SHA256, &text)
+        .as_ref()
+        .to_vec())
+}
+
 /// Long-term validity as written on Chinese licenses.
 pub const LONG_TERM: &str = "长期";
 
@@ -460,12 +495,7 @@ impl Licenses {
         if !errs.is_empty() {
             return Err(Error::InvalidFields { errors: errs });
         }
-        let source_hash = ring::digest::digest(
-            &ring::digest::SHA256,
-            record::canonical_json(&serde_json::to_value(&req).unwrap_or(Value::Null)).as_bytes(),
-        )
-        .as_ref()
-        .to_vec();
+        let source_hash = request_hash(&req)?;
         Ok(Checked {
             issue_date: issue.map(fmt_date).unwrap_or_default(),
             valid_from: from.map(fmt_date).unwrap_or_default(),
@@ -486,25 +516,37 @@ impl Licenses {
         id: &LicenseId,
         status: Status,
         now: i64,
+        actor: &str,
     ) -> Result<LicenseRow> {
-        let rec = json!({
-            "id": id.to_string(),
-            "version": id.version,
-            "region": region,
-            "type": { "code": t.def.code, "name": t.def.name },
-            "number": c.req.number,
-            "issuer": { "code": auth.row.credit_code, "name": auth.row.name },
-            "holder": c.req.holder,
-            "issue_date": c.issue_date,
-            "valid_from": c.valid_from,
-            "valid_to": c.valid_to.clone().map(Value::String).unwrap_or_else(|| Value::String(LONG_TERM.into())),
-            "fields": c.req.fields,
-        });
-        let record = record::canonical_json(&rec);
+        let id_text = id.to_string();
+        let record = record::Record {
+            fields: record::Canonical(&c.req.fields),
+            holder: record::CanonicalHolder {
+                code: &c.req.holder.code,
+                code_type: &c.req.holder.code_type,
+                name: &c.req.holder.name,
+            },
+            id: &id_text,
+            issue_date: &c.issue_date,
+            issuer: record::CodeName {
+                code: &auth.row.credit_code,
+                name: &auth.row.name,
+            },
+            number: &c.req.number,
+            region,
+            type_: record::CodeName {
+                code: &t.def.code,
+                name: &t.def.name,
+            },
+            valid_from: &c.valid_from,
+            valid_to: c.valid_to.as_deref().unwrap_or(LONG_TERM),
+            version: id.version,
+        }
+        .to_canonical_json()?;
         let signature = record::sign_detached(record.as_bytes(), &auth.kid, auth.signer.as_ref())?;
         Ok(LicenseRow {
             lineage: id.lineage(),
-            id: id.to_string(),
+            id: id_text,
             version: i64::from(id.version),
             type_code: t.def.code.clone(),
             number: c.req.number.clone(),
@@ -519,6 +561,7 @@ impl Licenses {
             record,
             signature,
             source_hash: Some(c.source_hash.clone()),
+            issued_by: actor.to_string(),
             created_at: now,
             updated_at: now,
         })
@@ -561,10 +604,10 @@ impl Licenses {
         let (code, issuer) = (t.def.code.clone(), auth.row.credit_code.clone());
         let r = self
             .store
-            .insert_issued((&code, &issuer, year), actor, |n| {
+            .insert_issued((&code, &issuer, year), |n| {
                 let id = LicenseId::new(&code, &issuer, &Self::serial(year, n), 1)
                     .map_err(|e| Error::internal(format!("generated identifier: {e}")))?;
-                self.sign_row(&region, &t, &auth, &checked, &id, Status::Valid, now)
+                self.sign_row(&region, &t, &auth, &checked, &id, Status::Valid, now, actor)
             })
             .await;
         match r {
@@ -679,22 +722,32 @@ impl Licenses {
             cose_sign1: base64::engine::general_purpose::STANDARD
                 .encode(record::attach(&row.signature, row.record.as_bytes())?),
         });
-        let events = self
-            .store
-            .events(&row.lineage)
-            .await?
-            .into_iter()
-            .map(|e| EventView {
-                seq: e.seq,
-                at: e.at,
-                action: e.action,
-                from_status: e.from_status,
-                to_status: e.to_status,
-                version: e.version,
-                reason: e.reason,
-                actor: e.actor,
-            })
-            .collect();
+        let mut events = vec![EventView {
+            seq: 0,
+            at: row.created_at,
+            action: "issued".into(),
+            from_status: None,
+            to_status: Status::Valid.code().into(),
+            version: 1,
+            reason: None,
+            actor: row.issued_by.clone(),
+        }];
+        events.extend(
+            self.store
+                .events(&row.lineage)
+                .await?
+                .into_iter()
+                .map(|e| EventView {
+                    seq: e.seq,
+                    at: e.at,
+                    action: e.action,
+                    from_status: e.from_status,
+                    to_status: e.to_status,
+                    version: e.version,
+                    reason: e.reason,
+                    actor: e.actor,
+                }),
+        );
         Ok(LicenseDetail {
             license: self.view(&row, &cert)?,
             requested_version: older.then(|| id.to_string()),
@@ -828,7 +881,16 @@ impl Licenses {
             .map_err(|e| Error::internal(e.to_string()))?;
         let region = self.region_code().await?;
         let now = self.clock.unix();
-        let mut new_row = self.sign_row(&region, &t, &auth, &checked, &new_id, status, now)?;
+        let mut new_row = self.sign_row(
+            &region,
+            &t,
+            &auth,
+            &checked,
+            &new_id,
+            status,
+            now,
+            &row.issued_by,
+        )?;
         new_row.created_at = row.created_at;
         if !self.store.amend(&new_row, &row, &a.reason, actor).await? {
             return Err(Error::IllegalTransition {

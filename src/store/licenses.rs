@@ -30,13 +30,14 @@ macro_rules! insert_event {
     }};
 }
 
-/// Inserts licenses and their `issued` events with multi-row statements, inside a transaction.
+/// Inserts licenses with multi-row statements, inside a transaction.
 macro_rules! insert_rows {
-    ($tx:expr, $rows:expr, $actor:expr) => {{
+    ($tx:expr, $rows:expr) => {{
         for chunk in $rows.chunks(INSERT_CHUNK) {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO licenses (lineage, id, version, type_code, number, issuer, holder_name, holder_code, \
-                 holder_code_type, issue_date, valid_from, valid_to, status, record, signature, source_hash, created_at, updated_at) ",
+                 holder_code_type, issue_date, valid_from, valid_to, status, record, signature, source_hash, issued_by, \
+                 created_at, updated_at) ",
             );
             qb.push_values(chunk, |mut b, r| {
                 b.push_bind(&r.lineage).push_bind(&r.id).push_bind(r.version).push_bind(&r.type_code)
@@ -44,16 +45,7 @@ macro_rules! insert_rows {
                     .push_bind(&r.holder_code).push_bind(&r.holder_code_type).push_bind(&r.issue_date)
                     .push_bind(&r.valid_from).push_bind(&r.valid_to).push_bind(&r.status)
                     .push_bind(&r.record).push_bind(&r.signature).push_bind(&r.source_hash)
-                    .push_bind(r.created_at).push_bind(r.updated_at);
-            });
-            qb.build().execute(&mut *$tx).await?;
-            let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO license_events (lineage, seq, at, action, from_status, to_status, version, reason, actor) ",
-            );
-            qb.push_values(chunk, |mut b, r| {
-                b.push_bind(&r.lineage).push_bind(1_i64).push_bind(r.created_at).push_bind("issued")
-                    .push_bind(None::<String>).push_bind(&r.status).push_bind(r.version)
-                    .push_bind(None::<String>).push_bind($actor);
+                    .push_bind(&r.issued_by).push_bind(r.created_at).push_bind(r.updated_at);
             });
             qb.build().execute(&mut *$tx).await?;
         }
@@ -89,6 +81,7 @@ pub struct LicenseRow {
     pub record: String,
     pub signature: Vec<u8>,
     pub source_hash: Option<Vec<u8>>,
+    pub issued_by: String,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -150,7 +143,7 @@ pub struct LicenseFilter {
 }
 
 const LICENSE_COLUMNS: &str = "SELECT lineage, id, version, type_code, number, issuer, holder_name, holder_code, \
-     holder_code_type, issue_date, valid_from, valid_to, status, record, signature, source_hash, created_at, updated_at \
+     holder_code_type, issue_date, valid_from, valid_to, status, record, signature, source_hash, issued_by, created_at, updated_at \
      FROM licenses";
 
 /// Rows per multi-row INSERT: keeps under SQLite's 32,766 bound parameters.
@@ -225,18 +218,17 @@ impl Store {
         Ok(out)
     }
 
-    /// Stores newly issued licenses (each with its `issued` event) and, when given, the import
-    /// progress that covers them — all in one transaction.
+    /// Stores newly issued licenses and, when given, the import progress that covers them — all
+    /// in one transaction.
     pub async fn insert_licenses(
         &self,
         rows: &[LicenseRow],
-        actor: &str,
         progress: Option<&ImportRunRow>,
     ) -> Result<()> {
         let r: std::result::Result<(), sqlx::Error> = with_pool!(self, pool => {
             async {
                 let mut tx = pool.begin().await?;
-                insert_rows!(tx, rows, actor);
+                insert_rows!(tx, rows);
                 if let Some(p) = progress {
                     sqlx::query(
                         "INSERT INTO import_runs (file_hash, file_name, lines_done, issued, skipped, failed, finished, updated_at) \
@@ -256,11 +248,10 @@ impl Store {
     }
 
     /// Issues one license in one transaction: reserves the next serial of (type, issuer, year),
-    /// lets `make` build and sign the row for it, and stores the row with its event.
+    /// lets `make` build and sign the row for it, and stores the row.
     pub async fn insert_issued(
         &self,
         counter: (&str, &str, i32),
-        actor: &str,
         make: impl FnOnce(i64) -> Result<LicenseRow>,
     ) -> Result<LicenseRow> {
         let (type_code, issuer, year) = counter;
@@ -282,7 +273,7 @@ impl Store {
                     Err(e) => return Ok(Err(e)),
                 };
                 let rows = std::slice::from_ref(&row);
-                insert_rows!(tx, rows, actor);
+                insert_rows!(tx, rows);
                 tx.commit().await?;
                 Ok(Ok(row))
             }.await
@@ -329,7 +320,9 @@ impl Store {
             let mut qb = sqlx::QueryBuilder::new(LICENSE_COLUMNS);
             qb.push(" WHERE 1 = 1");
             if let Some(t) = &f.type_code {
-                qb.push(" AND type_code = ").push_bind(t);
+                // The lineage starts with the type code: a range on the primary key.
+                qb.push(" AND lineage >= ").push_bind(format!("{t}."));
+                qb.push(" AND lineage < ").push_bind(format!("{t}/"));
             }
             if let Some(h) = &f.holder_code {
                 qb.push(" AND holder_code = ").push_bind(h);
