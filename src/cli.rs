@@ -178,7 +178,7 @@ pub enum LicenseCmd {
     Import {
         file: PathBuf,
         /// Lines per transaction.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 5000)]
         batch: usize,
         /// Write bad lines as JSONL ({line, code, message, details}) to this file.
         #[arg(long)]

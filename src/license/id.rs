@@ -76,22 +76,42 @@ impl LicenseId {
         serial: &str,
         version: u16,
     ) -> Result<Self, IdError> {
-        let body = format!("{type_code}{issuer_code}{serial}{version:03}");
+        let (type_credit, type_digits) = type_code.split_at_checked(18).unwrap_or((type_code, ""));
+        if type_code.len() != 21 || !type_digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(IdError::TypeCode(type_code.to_string()));
+        }
+        super::credit_code::validate(type_credit).map_err(|e| IdError::TypeCodeCredit {
+            code: type_code.to_string(),
+            reason: e.to_string(),
+        })?;
+        super::credit_code::validate(issuer_code).map_err(|e| IdError::IssuerCredit {
+            code: issuer_code.to_string(),
+            reason: e.to_string(),
+        })?;
+        if serial.is_empty()
+            || serial.len() > 32
+            || !serial.bytes().all(|b| alnum_value(b).is_some())
+        {
+            return Err(IdError::Serial(serial.to_string()));
+        }
+        if version > 999 {
+            return Err(IdError::Version(version.to_string()));
+        }
+        let mut body =
+            String::with_capacity(type_code.len() + issuer_code.len() + serial.len() + 3);
+        body.push_str(type_code);
+        body.push_str(issuer_code);
+        body.push_str(serial);
+        body.push_str(&format!("{version:03}"));
         let check = mod37_36_check(&body).ok_or_else(|| IdError::Serial(serial.to_string()))?;
-        let id = LicenseId {
+        Ok(LicenseId {
             type_code: type_code.to_string(),
             issuer_code: issuer_code.to_string(),
             serial: serial.to_string(),
             version,
             check,
             legacy_region_issuer: false,
-        };
-        // Re-parse to apply every part rule to what we generate.
-        let parsed = LicenseId::parse(&id.to_string())?;
-        if parsed.legacy_region_issuer {
-            return Err(IdError::IssuerCode(issuer_code.to_string()));
-        }
-        Ok(parsed)
+        })
     }
 
     /// The same license at another version (a new check character).
@@ -223,6 +243,26 @@ mod tests {
                 "1.2.156.3005.2.11100000000013338W011.11430000006122244X.20230000403.001.U"
             ),
             Err(IdError::IssuerCredit { .. })
+        ));
+    }
+
+    #[test]
+    fn generated_identifiers_parse_back() {
+        let id = LicenseId::new(
+            "11100000000013338W001",
+            "11430000006122244L",
+            "202600000001",
+            7,
+        )
+        .expect("valid parts");
+        assert_eq!(LicenseId::parse(&id.to_string()), Ok(id));
+        assert!(matches!(
+            LicenseId::new("11100000000013338W001", "340100", "1", 1),
+            Err(IdError::IssuerCredit { .. })
+        ));
+        assert!(matches!(
+            LicenseId::new("11100000000013338W001", "11430000006122244L", "a.b", 1),
+            Err(IdError::Serial(_))
         ));
     }
 

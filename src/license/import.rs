@@ -59,7 +59,7 @@ pub struct ImportOptions {
 impl Default for ImportOptions {
     fn default() -> Self {
         ImportOptions {
-            batch: 1000,
+            batch: 5000,
             actor: "import".into(),
             threads: std::thread::available_parallelism()
                 .map(|n| n.get())
