@@ -848,3 +848,163 @@ async fn import_100k_survives_kill_9(env: Env) {
     assert_eq!((s.issued_this_run, s.skipped, s.failed), (0, good, 1000));
     assert_eq!(store.count_licenses().await.unwrap() as u64, good);
 }
+
+/// The operator commands, run as a person would on the server host.
+#[test]
+fn cli_commands_work_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], stdin: Option<&str>| -> (i32, String, String) {
+        use std::io::Write;
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_elicense"));
+        c.arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .env_remove("ELICENSE_MASTER_KEY")
+            .env("RUST_LOG", "warn");
+        c.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.unwrap_or("").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
+    };
+    let (code, out, err) = run(&["init", "--region", "340600", "--name", "测试市"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("admin API token"));
+    assert!(dir.path().join("admin.token").exists());
+    let (code, _, err) = run(&["init", "--region", "340600", "--name", "again"], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("GEN-0409"), "{err}");
+    // A type registered as data, from a schema file.
+    let schema = dir.path().join("schema.json");
+    std::fs::write(&schema, r#"{"type":"object","required":["scope"],"properties":{"scope":{"type":"string"}},"additionalProperties":false}"#).unwrap();
+    let type_code = format!("{}101", elicense::demo::credit("11340600MB0000011"));
+    let (code, out, err) = run(
+        &[
+            "type",
+            "add",
+            "--code",
+            &type_code,
+            "--name",
+            "食品经营许可证",
+            "--schema",
+            schema.to_str().unwrap(),
+            "--holder-kind",
+            "organisation",
+            "--validity-years",
+            "5",
+            "--disclosable",
+            "scope",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, out, _) = run(&["type", "list"], None);
+    assert!(
+        out.contains(&type_code) && out.contains("居民身份证"),
+        "{out}"
+    );
+    let authority = elicense::demo::credit("12340600MB0000041");
+    let (code, out, err) = run(
+        &[
+            "authority",
+            "add",
+            "--code",
+            &authority,
+            "--name",
+            "市场监督管理局",
+            "--types",
+            &type_code,
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, pem, _) = run(&["authority", "cert", "--code", &authority], None);
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    // Issue from standard input, show, suspend, list by status.
+    let holder = elicense::demo::credit("92340600MA0000011");
+    let req = format!(
+        r#"{{"type":"{type_code}","issuer":"{authority}","number":"JY1","holder":{{"name":"某某餐饮店","code":"{holder}","code_type":"001"}},"fields":{{"scope":"热食类"}}}}"#
+    );
+    let (code, out, err) = run(&["license", "issue", "-"], Some(&req));
+    assert_eq!(code, 0, "{out}{err}");
+    let issued: Value = serde_json::from_str(&out).unwrap();
+    let id = issued["id"].as_str().unwrap();
+    let (code, out, _) = run(&["license", "show", id], None);
+    assert_eq!(code, 0);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        shown["events"][0]["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("cli:"),
+        true
+    );
+    let (code, out, err) = run(
+        &[
+            "license",
+            "status",
+            id,
+            "--set",
+            "suspended",
+            "--reason",
+            "检查",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("suspended"));
+    let (_, out, _) = run(&["license", "list", "--status", "suspended"], None);
+    assert!(out.contains(id), "{out}");
+    let (code, _, err) = run(
+        &["license", "status", id, "--set", "expired", "--reason", "x"],
+        None,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("LIC-0006"), "{err}");
+    // Amend from a file: a new version.
+    let amend = dir.path().join("amend.json");
+    std::fs::write(
+        &amend,
+        r#"{"fields":{"scope":"热食类、冷食类"},"reason":"经营范围变更"}"#,
+    )
+    .unwrap();
+    let (code, out, err) = run(&["license", "amend", id, amend.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(".002."), "{out}");
+    // PKI exports.
+    let (code, root, _) = run(&["pki", "root"], None);
+    assert_eq!(code, 0);
+    assert!(root.contains("BEGIN CERTIFICATE"));
+    let crl = dir.path().join("crl.pem");
+    let (code, _, _) = run(
+        &["pki", "crl", "--pem", "--out", crl.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(code, 0);
+    assert!(
+        std::fs::read_to_string(&crl)
+            .unwrap()
+            .contains("BEGIN X509 CRL")
+    );
+    let (code, out, _) = run(&["token", "create", "--name", "ops"], None);
+    assert_eq!(code, 0);
+    assert!(out.trim().starts_with("elt_"));
+    // Bad input gets a coded error, not a panic.
+    let (code, _, err) = run(&["license", "issue", "-"], Some("{not json"));
+    assert_ne!(code, 0);
+    assert!(err.contains("not a valid license request"), "{err}");
+    let (code, _, err) = run(&["license", "show", "1.2.156.3005.2.x"], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("LIC-0001"), "{err}");
+}

@@ -30,6 +30,24 @@ macro_rules! insert_event {
     }};
 }
 
+/// Records import progress inside a transaction (when there is progress to record).
+macro_rules! upsert_progress {
+    ($tx:expr, $progress:expr) => {{
+        if let Some(p) = $progress {
+            sqlx::query(
+                "INSERT INTO import_runs (file_hash, file_name, lines_done, issued, skipped, failed, finished, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (file_hash) DO UPDATE SET lines_done = excluded.lines_done, issued = excluded.issued, \
+                 skipped = excluded.skipped, failed = excluded.failed, finished = excluded.finished, updated_at = excluded.updated_at",
+            )
+            .bind(&p.file_hash).bind(&p.file_name).bind(p.lines_done).bind(p.issued)
+            .bind(p.skipped).bind(p.failed).bind(p.finished).bind(p.updated_at)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    }};
+}
+
 /// Inserts licenses with multi-row statements, inside a transaction.
 macro_rules! insert_rows {
     ($tx:expr, $rows:expr) => {{
@@ -50,6 +68,75 @@ macro_rules! insert_rows {
             qb.build().execute(&mut *$tx).await?;
         }
     }};
+}
+
+/// The COPY statement for `licenses`, in the column order of [`copy_csv`].
+const COPY_LICENSES: &str = "COPY licenses (lineage, id, version, type_code, number, issuer, holder_name, holder_code, \
+     holder_code_type, issue_date, valid_from, valid_to, status, record, signature, source_hash, issued_by, created_at, \
+     updated_at) FROM STDIN WITH (FORMAT csv)";
+
+fn csv_text(out: &mut String, v: &str) {
+    out.push('"');
+    for c in v.chars() {
+        if c == '"' {
+            out.push('"');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+fn csv_bytes(out: &mut String, v: &[u8]) {
+    out.push_str("\"\\x");
+    out.push_str(&hex::encode(v));
+    out.push('"');
+}
+
+/// The CSV body of a `COPY licenses` ([`COPY_LICENSES`] column order).
+fn copy_csv(rows: &[LicenseRow]) -> String {
+    let mut out = String::with_capacity(rows.len() * 1600);
+    for r in rows {
+        for t in [&r.lineage, &r.id] {
+            csv_text(&mut out, t);
+            out.push(',');
+        }
+        out.push_str(&r.version.to_string());
+        out.push(',');
+        for t in [
+            &r.type_code,
+            &r.number,
+            &r.issuer,
+            &r.holder_name,
+            &r.holder_code,
+            &r.holder_code_type,
+            &r.issue_date,
+            &r.valid_from,
+        ] {
+            csv_text(&mut out, t);
+            out.push(',');
+        }
+        if let Some(v) = &r.valid_to {
+            csv_text(&mut out, v); // an unquoted empty field is NULL
+        }
+        out.push(',');
+        csv_text(&mut out, &r.status);
+        out.push(',');
+        csv_text(&mut out, &r.record);
+        out.push(',');
+        csv_bytes(&mut out, &r.signature);
+        out.push(',');
+        if let Some(h) = &r.source_hash {
+            csv_bytes(&mut out, h);
+        }
+        out.push(',');
+        csv_text(&mut out, &r.issued_by);
+        out.push(',');
+        out.push_str(&r.created_at.to_string());
+        out.push(',');
+        out.push_str(&r.updated_at.to_string());
+        out.push('\n');
+    }
+    out
 }
 
 /// A unique violation on insert means the license number was taken meanwhile.
@@ -225,25 +312,29 @@ impl Store {
         rows: &[LicenseRow],
         progress: Option<&ImportRunRow>,
     ) -> Result<()> {
-        let r: std::result::Result<(), sqlx::Error> = with_pool!(self, pool => {
-            async {
-                let mut tx = pool.begin().await?;
-                insert_rows!(tx, rows);
-                if let Some(p) = progress {
-                    sqlx::query(
-                        "INSERT INTO import_runs (file_hash, file_name, lines_done, issued, skipped, failed, finished, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                         ON CONFLICT (file_hash) DO UPDATE SET lines_done = excluded.lines_done, issued = excluded.issued, \
-                         skipped = excluded.skipped, failed = excluded.failed, finished = excluded.finished, updated_at = excluded.updated_at",
-                    )
-                    .bind(&p.file_hash).bind(&p.file_name).bind(p.lines_done).bind(p.issued)
-                    .bind(p.skipped).bind(p.failed).bind(p.finished).bind(p.updated_at)
-                    .execute(&mut *tx)
-                    .await?;
+        let r: std::result::Result<(), sqlx::Error> = match self {
+            // COPY costs the server several times less than multi-row INSERTs.
+            Store::Postgres(pool) => {
+                async {
+                    let mut tx = pool.begin().await?;
+                    let mut copy = tx.copy_in_raw(COPY_LICENSES).await?;
+                    copy.send(copy_csv(rows).as_bytes()).await?;
+                    copy.finish().await?;
+                    upsert_progress!(tx, progress);
+                    tx.commit().await
                 }
-                tx.commit().await
-            }.await
-        });
+                .await
+            }
+            Store::Sqlite(pool) => {
+                async {
+                    let mut tx = pool.begin().await?;
+                    insert_rows!(tx, rows);
+                    upsert_progress!(tx, progress);
+                    tx.commit().await
+                }
+                .await
+            }
+        };
         r.map_err(insert_error)
     }
 
