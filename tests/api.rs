@@ -943,12 +943,11 @@ fn cli_commands_work_end_to_end() {
     let (code, out, _) = run(&["license", "show", id], None);
     assert_eq!(code, 0);
     let shown: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(
+    assert!(
         shown["events"][0]["actor"]
             .as_str()
             .unwrap()
-            .starts_with("cli:"),
-        true
+            .starts_with("cli:")
     );
     let (code, out, err) = run(
         &[
