@@ -75,6 +75,19 @@ impl App {
     }
 }
 
+impl App {
+    /// The TLS server certificate: the newest one, or a new one for the configured host names
+    /// when there is none or it expires within 30 days.
+    pub async fn server_certificate(&self) -> Result<crate::store::CertRow> {
+        if let Some(c) = self.store.latest_certificate("server").await?
+            && c.not_after > self.clock.unix() + 30 * 86_400
+        {
+            return Ok(c);
+        }
+        self.pki.issue_server_cert(&self.config.tls_hostnames).await
+    }
+}
+
 /// What the database keeps of a token.
 pub fn token_hash(token: &str) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, token.as_bytes())

@@ -43,9 +43,13 @@ pub enum Command {
         /// Create a demo region (340600) with authorities and licenses if absent.
         #[arg(long)]
         demo: bool,
-        /// Address to listen on [default: 127.0.0.1:8080].
+        /// Address to listen on (plain HTTP) [default: 127.0.0.1:8080].
         #[arg(long, env = "ELICENSE_LISTEN")]
         listen: Option<String>,
+        /// Address for HTTPS with mutual TLS, where the verification routes are served
+        /// (e.g. 127.0.0.1:8443) [default: off].
+        #[arg(long, env = "ELICENSE_TLS_LISTEN")]
+        tls_listen: Option<String>,
         /// URL clients reach this service at (written into certificates) [default: http://LISTEN].
         #[arg(long, env = "ELICENSE_PUBLIC_URL")]
         public_url: Option<String>,
@@ -77,6 +81,9 @@ pub enum Command {
     /// The region's PKI: root certificate and CRL.
     #[command(subcommand)]
     Pki(PkiCmd),
+    /// Case-handling systems that verify licenses over mutual TLS.
+    #[command(subcommand)]
+    Client(ClientCmd),
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
@@ -209,6 +216,44 @@ pub enum PkiCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ClientCmd {
+    /// Register a client and write its certificate and key bundle to a directory.
+    Add {
+        /// Short identifier (lower-case letters, digits, -).
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        department: String,
+        /// License types it may verify (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        types: Vec<String>,
+        /// Face fields it may see (comma-separated; * for all).
+        #[arg(long, value_delimiter = ',')]
+        fields: Vec<String>,
+        /// It may see fields without a holder grant (enforcement); labelled in the audit log.
+        #[arg(long)]
+        statutory: bool,
+        /// Certificate validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+        /// Directory for ID.crt.pem, ID.key.pem (0600) and root.pem.
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+    /// List clients.
+    List,
+    /// Revoke a client's certificate: its next request is refused.
+    Revoke {
+        #[arg(long)]
+        id: String,
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TokenCmd {
     /// Create an API token; it is printed once.
     Create {
@@ -224,6 +269,7 @@ fn overrides(g: &Global, listen: Option<String>, public_url: Option<String>) -> 
         database_url: g.database_url.clone(),
         listen,
         public_url,
+        tls_listen: None,
     }
 }
 
@@ -291,10 +337,14 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Serve {
             demo,
             listen,
+            tls_listen,
             public_url,
         } => {
-            let config = Config::load(&overrides(g, listen, public_url)).map_err(coded)?;
+            let mut o = overrides(g, listen, public_url);
+            o.tls_listen = tls_listen;
+            let config = Config::load(&o).map_err(coded)?;
             let listen = config.listen.clone();
+            let tls_listen = config.tls_listen.clone();
             let app = App::open(config, true).await.map_err(coded)?;
             if demo {
                 crate::demo::ensure(&app).await.map_err(coded)?;
@@ -303,7 +353,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     "the region is not initialised: run `elicense init --region CODE --name NAME` or `elicense serve --demo`"
                 );
             }
-            crate::http::serve(app, &listen).await?;
+            crate::http::serve(app, &listen, tls_listen.as_deref()).await?;
         }
         Command::Init {
             region,
@@ -364,6 +414,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 }
             }
         }
+        Command::Client(c) => client_cmd(g, c).await?,
         Command::Token(TokenCmd::Create { name }) => {
             let app = open(g).await?;
             println!("{}", app.create_token(&name).await.map_err(coded)?);
@@ -456,6 +507,77 @@ async fn authority(g: &Global, c: AuthorityCmd) -> anyhow::Result<()> {
                 .map_err(coded)?
                 .ok_or_else(|| anyhow::anyhow!("certificate missing"))?;
             print!("{}", crate::pki::pem("CERTIFICATE", &c.der));
+        }
+    }
+    Ok(())
+}
+
+async fn client_cmd(g: &Global, c: ClientCmd) -> anyhow::Result<()> {
+    use crate::verify::clients;
+    let app = open(g).await?;
+    match c {
+        ClientCmd::Add {
+            id,
+            name,
+            department,
+            types,
+            fields,
+            statutory,
+            days,
+            out_dir,
+        } => {
+            let b = clients::register(
+                &app,
+                clients::NewClient {
+                    id: id.clone(),
+                    name,
+                    department,
+                    types,
+                    fields,
+                    statutory,
+                    days: Some(days),
+                },
+            )
+            .await
+            .map_err(coded)?;
+            std::fs::create_dir_all(&out_dir)
+                .with_context(|| format!("creating {}", out_dir.display()))?;
+            std::fs::write(out_dir.join(format!("{id}.crt.pem")), &b.certificate)?;
+            std::fs::write(out_dir.join("root.pem"), &b.root_certificate)?;
+            let key = out_dir.join(format!("{id}.key.pem"));
+            let _ = std::fs::remove_file(&key);
+            crate::pki::keystore::write_private_file(&key, b.private_key.as_bytes())
+                .map_err(coded)?;
+            println!(
+                "client {id} registered; certificate serial {}; bundle in {}",
+                b.client.certificate_serial,
+                out_dir.display()
+            );
+        }
+        ClientCmd::List => {
+            for c in clients::list(&app).await.map_err(coded)? {
+                println!(
+                    "{}  {}  {}  types {}  fields {}{}{}",
+                    c.id,
+                    c.department,
+                    c.name,
+                    c.types.join(","),
+                    c.fields.join(","),
+                    if c.statutory { "  statutory" } else { "" },
+                    if c.certificate_revoked {
+                        "  REVOKED"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        ClientCmd::Revoke { id, reason } => {
+            let c = clients::revoke(&app, &id, &reason).await.map_err(coded)?;
+            println!(
+                "client {} revoked (certificate {})",
+                c.id, c.certificate_serial
+            );
         }
     }
     Ok(())

@@ -13,6 +13,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub listen: Option<String>,
+    pub tls_listen: Option<String>,
+    pub tls_hostnames: Option<Vec<String>>,
     pub public_url: Option<String>,
     pub master_key_file: Option<PathBuf>,
     pub max_body_bytes: Option<usize>,
@@ -27,6 +29,10 @@ pub struct Config {
     /// `sqlite://...` or `postgres://...`; SQLite in `data_dir` when absent.
     pub database_url: String,
     pub listen: String,
+    /// HTTPS (mutual TLS) listener; the verification routes are served only there.
+    pub tls_listen: Option<String>,
+    /// Names in the TLS server certificate.
+    pub tls_hostnames: Vec<String>,
     /// The URL clients reach this service at; written into certificates (CRL location).
     pub public_url: String,
     pub master_key_file: PathBuf,
@@ -43,6 +49,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub listen: Option<String>,
+    pub tls_listen: Option<String>,
     pub public_url: Option<String>,
 }
 
@@ -75,6 +82,10 @@ impl Config {
             .or(file.public_url)
             .unwrap_or_else(|| format!("http://{listen}"));
         Ok(Config {
+            tls_listen: o.tls_listen.clone().or(file.tls_listen),
+            tls_hostnames: file
+                .tls_hostnames
+                .unwrap_or_else(|| vec!["localhost".into(), "127.0.0.1".into()]),
             master_key_file: file
                 .master_key_file
                 .unwrap_or_else(|| data_dir.join("master.key")),

@@ -79,6 +79,18 @@ pub enum Error {
     BadRequest { reason: String },
     #[error("the request body is larger than this endpoint accepts")]
     BodyTooLarge,
+    #[error("a client certificate is required (mutual TLS)")]
+    ClientCertMissing,
+    #[error("the client certificate is not trusted: {reason}")]
+    ClientCertUntrusted { reason: String },
+    #[error("the client certificate {serial} is expired or not yet valid")]
+    ClientCertExpired { serial: String },
+    #[error("the client certificate {serial} is revoked")]
+    ClientCertRevoked { serial: String },
+    #[error("no registered client for {id}")]
+    UnknownClient { id: String },
+    #[error("client {client} may not verify licenses of type {type_code}")]
+    OutOfScope { client: String, type_code: String },
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed on this route")]
@@ -116,6 +128,12 @@ impl Error {
             Error::BodyTooLarge => "REQ-0002",
             Error::Unauthenticated { .. } => "AUTH-0001",
             Error::RouteNotFound => "REQ-0404",
+            Error::ClientCertMissing => "MTLS-0001",
+            Error::ClientCertUntrusted { .. } => "MTLS-0002",
+            Error::ClientCertExpired { .. } => "MTLS-0003",
+            Error::ClientCertRevoked { .. } => "MTLS-0004",
+            Error::UnknownClient { .. } => "MTLS-0005",
+            Error::OutOfScope { .. } => "VER-0001",
             Error::MethodNotAllowed => "REQ-0405",
             Error::NotInitialised => "SYS-0001",
             Error::KeyStore { .. } => "SYS-0002",
@@ -139,7 +157,12 @@ impl Error {
             | Error::IllegalTransition { .. }
             | Error::AlreadyExists { .. }
             | Error::AuthorityCertUnusable { .. } => Kind::Conflict,
-            Error::TypeNotAllowed { .. } => Kind::Forbidden,
+            Error::TypeNotAllowed { .. } | Error::OutOfScope { .. } => Kind::Forbidden,
+            Error::ClientCertMissing
+            | Error::ClientCertUntrusted { .. }
+            | Error::ClientCertExpired { .. }
+            | Error::ClientCertRevoked { .. }
+            | Error::UnknownClient { .. } => Kind::Unauthenticated,
             Error::Unauthenticated { .. } => Kind::Unauthenticated,
             Error::DatabaseUnavailable(_) => Kind::Unavailable,
             Error::NotInitialised | Error::KeyStore { .. } | Error::Internal(_) => Kind::Internal,

@@ -12,3 +12,4 @@ pub mod http;
 pub mod license;
 pub mod pki;
 pub mod store;
+pub mod verify;

@@ -1007,3 +1007,235 @@ fn cli_commands_work_end_to_end() {
     assert_ne!(code, 0);
     assert!(err.contains("LIC-0001"), "{err}");
 }
+
+mod mtls {
+    use super::common::{Env, Identity};
+    use serde_json::{Value, json};
+
+    crate::both_backends!(verification_over_mutual_tls);
+
+    async fn register(env: &Env, id: &str, statutory: bool, fields: &[&str]) -> Identity {
+        let b = elicense::verify::clients::register(
+            &env.app,
+            elicense::verify::clients::NewClient {
+                id: id.into(),
+                name: format!("{id} system"),
+                department: "示范市政务服务中心".into(),
+                types: vec![elicense::license::types::RESIDENT_ID_CARD.into()],
+                fields: fields.iter().map(|f| f.to_string()).collect(),
+                statutory,
+                days: Some(365),
+            },
+        )
+        .await
+        .unwrap();
+        Identity {
+            cert_pem: b.certificate,
+            key_pem: b.private_key,
+        }
+    }
+
+    async fn verification_over_mutual_tls(env: Env) {
+        let license = env.issue(60).await;
+        let id = license["id"].as_str().unwrap().to_string();
+        let case = Identity::clone(
+            &register(
+                &env,
+                "case-system",
+                false,
+                &["sex", "birth_date", "holder_name"],
+            )
+            .await,
+        );
+        let police = register(&env, "traffic-police", true, &["*"]).await;
+        // A certificate that expired: issued a year and a half ago, valid for 365 days.
+        env.clock.set(super::common::T0 - 550 * 86_400);
+        let old = register(&env, "old-system", false, &["sex"]).await;
+        env.clock.set(super::common::T0);
+        // A certificate from another CA (self-signed, clientAuth).
+        let other = {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut p = rcgen::CertificateParams::new(vec![]).unwrap();
+            p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+            let cert = p.self_signed(&key).unwrap();
+            Identity {
+                cert_pem: cert.pem(),
+                key_pem: key.serialize_pem(),
+            }
+        };
+        let server = env.start_tls().await;
+        let req =
+            json!({"matter_code": "340600-JD-001", "case_number": "2026-000123", "license_id": id});
+
+        // A registered client without a grant: authenticity and status, no personal fields.
+        let (s, v) = server
+            .call(Some(&case), "POST", "/v1/verifications", Some(&req))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(
+            (v["authentic"].clone(), v["status"].clone()),
+            (json!(true), json!("valid")),
+            "{v}"
+        );
+        assert_eq!(v["basis"], "none");
+        assert!(v["fields"].as_object().unwrap().is_empty(), "{v}");
+        assert!(
+            v["fields_withheld"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("holder_name"))
+        );
+        assert_eq!(v["client"], "case-system");
+        assert_eq!(v["case_number"], "2026-000123");
+
+        // A statutory client sees fields without a grant, limited to its scope.
+        let (s, v) = server
+            .call(Some(&police), "POST", "/v1/verifications", Some(&req))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["basis"], "statutory");
+        assert_eq!(v["fields"]["holder_name"], license["holder"]["name"]);
+        assert_eq!(v["fields"]["address"], license["fields"]["address"]);
+
+        // By type and number, and by type and holder code.
+        let by_number = json!({"matter_code": "m", "case_number": "c", "type": license["type"], "number": license["number"]});
+        let (s, v) = server
+            .call(Some(&case), "POST", "/v1/verifications", Some(&by_number))
+            .await;
+        assert_eq!((s, v["license_id"].clone()), (200, json!(id)));
+        let by_holder = json!({"matter_code": "m", "case_number": "c", "type": license["type"], "holder_code": license["holder"]["code"]});
+        let (s, v) = server
+            .call(Some(&case), "POST", "/v1/verifications", Some(&by_holder))
+            .await;
+        assert_eq!((s, v["license_id"].clone()), (200, json!(id)));
+
+        // Refusals, each with its own code.
+        let code = |v: &Value| v["code"].as_str().unwrap_or("").to_string();
+        let (s, v) = server
+            .call(None, "POST", "/v1/verifications", Some(&req))
+            .await;
+        assert_eq!((s, code(&v)), (401, "MTLS-0001".into()), "{v}");
+        let (s, v) = server
+            .call(Some(&other), "POST", "/v1/verifications", Some(&req))
+            .await;
+        assert_eq!((s, code(&v)), (401, "MTLS-0002".into()), "{v}");
+        let (s, v) = server
+            .call(Some(&old), "POST", "/v1/verifications", Some(&req))
+            .await;
+        assert_eq!((s, code(&v)), (401, "MTLS-0003".into()), "{v}");
+        // Out of scope: a driving licence for a client scoped to ID cards.
+        let dl = {
+            let mut rng = elicense::demo::Rng::new(5);
+            let r = elicense::demo::request(
+                &mut rng,
+                elicense::license::types::DRIVING_LICENCE,
+                &env.authority(1),
+                61,
+            );
+            let (_, v) = env.call("POST", "/v1/licenses", Some(&r)).await;
+            v["id"].as_str().unwrap().to_string()
+        };
+        let (s, v) = server
+            .call(
+                Some(&case),
+                "POST",
+                "/v1/verifications",
+                Some(&json!({"matter_code": "m", "case_number": "c", "license_id": dl})),
+            )
+            .await;
+        assert_eq!((s, code(&v)), (403, "VER-0001".into()), "{v}");
+        // Malformed requests.
+        let (s, v) = server
+            .call(
+                Some(&case),
+                "POST",
+                "/v1/verifications",
+                Some(&json!({"matter_code": "", "case_number": "c", "license_id": id})),
+            )
+            .await;
+        assert_eq!((s, code(&v)), (422, "LIC-0002".into()), "{v}");
+        let (s, v) = server
+            .call(
+                Some(&case),
+                "POST",
+                "/v1/verifications",
+                Some(&json!({"matter_code": "m", "case_number": "c"})),
+            )
+            .await;
+        assert_eq!((s, code(&v)), (422, "LIC-0002".into()), "{v}");
+
+        // Revocation while the service runs: the next request is refused.
+        elicense::verify::clients::revoke(&env.app, "case-system", "keyCompromise")
+            .await
+            .unwrap();
+        let (s, v) = server
+            .call(Some(&case), "POST", "/v1/verifications", Some(&req))
+            .await;
+        assert_eq!((s, code(&v)), (401, "MTLS-0004".into()), "{v}");
+
+        // A status change shows at once.
+        env.call(
+            "POST",
+            &format!("/v1/licenses/{id}/status"),
+            Some(&json!({"status": "revoked", "reason": "r"})),
+        )
+        .await;
+        let (_, v) = server
+            .call(Some(&police), "POST", "/v1/verifications", Some(&req))
+            .await;
+        assert_eq!(v["status"], "revoked");
+
+        // A record edited behind the service's back is not authentic.
+        let lineage = elicense::license::id::LicenseId::parse(&id)
+            .unwrap()
+            .lineage();
+        let tampered =
+            |rec: &str| rec.replace(license["holder"]["name"].as_str().unwrap(), "冒名者");
+        match &env.app.store {
+            elicense::store::Store::Sqlite(p) => {
+                let rec: String =
+                    sqlx::query_scalar("SELECT record FROM licenses WHERE lineage = $1")
+                        .bind(&lineage)
+                        .fetch_one(p)
+                        .await
+                        .unwrap();
+                sqlx::query("UPDATE licenses SET record = $1 WHERE lineage = $2")
+                    .bind(tampered(&rec))
+                    .bind(&lineage)
+                    .execute(p)
+                    .await
+                    .unwrap();
+            }
+            elicense::store::Store::Postgres(p) => {
+                let rec: String =
+                    sqlx::query_scalar("SELECT record FROM licenses WHERE lineage = $1")
+                        .bind(&lineage)
+                        .fetch_one(p)
+                        .await
+                        .unwrap();
+                sqlx::query("UPDATE licenses SET record = $1 WHERE lineage = $2")
+                    .bind(tampered(&rec))
+                    .bind(&lineage)
+                    .execute(p)
+                    .await
+                    .unwrap();
+            }
+        }
+        let (_, v) = server
+            .call(Some(&police), "POST", "/v1/verifications", Some(&req))
+            .await;
+        assert_eq!(
+            (v["authentic"].clone(), v["signature"]["valid"].clone()),
+            (json!(false), json!(false)),
+            "{v}"
+        );
+        assert!(
+            v["fields"].as_object().unwrap().is_empty(),
+            "no fields from a record that fails its signature"
+        );
+
+        // The plain-HTTP router does not serve verification at all.
+        let (s, _) = env.call("POST", "/v1/verifications", Some(&req)).await;
+        assert_eq!(s, axum::http::StatusCode::NOT_FOUND);
+    }
+}

@@ -22,10 +22,10 @@ CREATE TABLE keys (
 -- Every certificate the region CA issued (and the root itself).
 CREATE TABLE certificates (
     serial      TEXT PRIMARY KEY,         -- lower-case hex
-    kind        TEXT NOT NULL,            -- root | authority
+    kind        TEXT NOT NULL,            -- root | authority | server | client
     subject     TEXT NOT NULL,
     owner       TEXT,                     -- credit code of the owning organisation
-    key_id      TEXT NOT NULL REFERENCES keys (id),
+    key_id      TEXT REFERENCES keys (id), -- NULL when the key is not ours (client certificates)
     der         BYTEA NOT NULL,
     not_before  BIGINT NOT NULL,
     not_after   BIGINT NOT NULL,

@@ -8,6 +8,8 @@ pub mod auth;
 pub mod error;
 pub mod licenses;
 pub mod openapi;
+pub mod tls;
+pub mod verify;
 
 use crate::app::App;
 use crate::error::Error;
@@ -16,9 +18,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use error::ApiError;
 
-/// Builds the router.
-pub fn router(app: App) -> Router {
-    let body_limit = app.config.max_body_bytes;
+/// The routes every listener serves (public pages and the operator API).
+fn routes(app: &App) -> Router<App> {
     let import_limit = app.config.max_import_bytes;
     let protected = Router::new()
         .route("/v1/licenses", get(licenses::list).post(licenses::issue))
@@ -42,6 +43,11 @@ pub fn router(app: App) -> Router {
         )
         .route("/v1/types", get(admin::types).post(admin::add_type))
         .route("/v1/types/{code}", get(admin::license_type))
+        .route(
+            "/v1/clients",
+            get(verify::list_clients).post(verify::add_client),
+        )
+        .route("/v1/clients/{id}/revoke", post(verify::revoke_client))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             auth::require_token,
@@ -53,12 +59,36 @@ pub fn router(app: App) -> Router {
         .route("/v1/pki/root", get(admin::root_pem))
         .route("/v1/pki/crl", get(admin::crl))
         .merge(protected)
+}
+
+/// Fallbacks, limits, panic and trace layers, and the state.
+fn finish(app: App, routes: Router<App>) -> Router {
+    let body_limit = app.config.max_body_bytes;
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)
+}
+
+/// The router of the plain-HTTP listener: no verification routes (they need mutual TLS).
+pub fn router(app: App) -> Router {
+    let r = routes(&app);
+    finish(app, r)
+}
+
+/// The router of the HTTPS listener: everything, plus the mutual-TLS verification routes.
+pub fn tls_router(app: App) -> Router {
+    let mtls = Router::new()
+        .route("/v1/verifications", post(verify::verify))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            verify::require_client,
+        ));
+    let r = routes(&app).merge(mtls);
+    finish(app, r)
 }
 
 async fn not_found() -> ApiError {
@@ -74,14 +104,38 @@ fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Respo
     ApiError(Error::internal("handler panicked")).into_response()
 }
 
-/// Binds `listen` and serves until Ctrl-C or SIGTERM.
-pub async fn serve(app: App, listen: &str) -> anyhow::Result<()> {
+/// Serves plain HTTP on `listen` and, when given, HTTPS with mutual TLS on `tls_listen`, until
+/// Ctrl-C or SIGTERM.
+pub async fn serve(app: App, listen: &str, tls_listen: Option<&str>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    tracing::info!(addr = %listener.local_addr()?, "listening (HTTP)");
+    let plain =
+        axum::serve(listener, router(app.clone())).with_graceful_shutdown(shutdown_signal());
+    match tls_listen {
+        None => plain.await?,
+        Some(addr) => {
+            let tls = bind_tls(&app, addr).await?;
+            tracing::info!(addr = %axum::serve::Listener::local_addr(&tls)?.remote, "listening (HTTPS, mutual TLS)");
+            let secure = axum::serve(
+                tls,
+                tls_router(app).into_make_service_with_connect_info::<tls::TlsPeer>(),
+            )
+            .with_graceful_shutdown(shutdown_signal());
+            let (a, b) = tokio::join!(plain.into_future(), secure.into_future());
+            a?;
+            b?;
+        }
+    }
     Ok(())
+}
+
+/// Binds the HTTPS listener with the region's current server certificate.
+pub async fn bind_tls(app: &App, addr: &str) -> anyhow::Result<tls::TlsListener> {
+    let cert = app.server_certificate().await?;
+    let root = app.pki.root().await?;
+    let key = app.pki.keys().signer(cert.key()?).await?;
+    let config = tls::server_config(&cert.der, &root.der, key)?;
+    Ok(tls::bind(addr, std::sync::Arc::new(config)).await?)
 }
 
 async fn shutdown_signal() {

@@ -24,6 +24,10 @@ use utoipa::{Modify, OpenApi};
         super::licenses::set_status,
         super::licenses::amend,
         super::licenses::import,
+        super::verify::verify,
+        super::verify::add_client,
+        super::verify::list_clients,
+        super::verify::revoke_client,
     ),
     modifiers(&Bearer),
     tags(
@@ -31,6 +35,7 @@ use utoipa::{Modify, OpenApi};
         (name = "authorities", description = "Issuing authorities and their seal certificates"),
         (name = "types", description = "License types and their JSON Schemas"),
         (name = "pki", description = "The region's root CA and CRL"),
+        (name = "verification", description = "Mutual-recognition verification for case-handling systems (mutual TLS) and their registration"),
         (name = "service", description = "Health"),
     )
 )]

@@ -422,7 +422,7 @@ impl Licenses {
                 authority: code.to_string(),
             });
         }
-        let signer = self.pki.keys().signer(&cert.key_id).await?;
+        let signer = self.pki.keys().signer(cert.key()?).await?;
         let types = self.store.authority_types(code).await?;
         Ok(SigningAuthority {
             kid: cert_kid(&cert.der),

@@ -15,12 +15,15 @@ use time::{Duration, OffsetDateTime};
 
 /// id-kp-documentSigning (RFC 9336).
 pub const EKU_DOCUMENT_SIGNING: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 3, 36];
+/// The same OID, DER-encoded content bytes (for rustls-webpki).
+pub const EKU_DOCUMENT_SIGNING_DER: [u8; 8] = [0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x24];
 /// organizationIdentifier (X.520).
 const OID_ORGANIZATION_IDENTIFIER: &[u64] = &[2, 5, 4, 97];
 
 const ROOT_YEARS: i64 = 20;
 const AUTHORITY_YEARS: i64 = 5;
 const CRL_DAYS: i64 = 7;
+const SERVER_DAYS: i64 = 397;
 
 /// The region's certificate authority.
 #[derive(Clone)]
@@ -105,7 +108,7 @@ impl Pki {
             "root",
             format!("CN={name} Root CA, O={name}, C=CN"),
             None,
-            &key_row,
+            Some(&key_row),
             cert.der().to_vec(),
             &params,
             now.unix_timestamp(),
@@ -140,7 +143,7 @@ impl Pki {
         f: impl FnOnce(&Issuer<'_, RcgenSigner<'_>>) -> Result<T>,
     ) -> Result<T> {
         let root = self.root().await?;
-        let key = self.keys.signer(&root.key_id).await?;
+        let key = self.keys.signer(root.key()?).await?;
         let issuer = Issuer::from_ca_cert_der(&root.der.clone().into(), RcgenSigner(key.as_ref()))
             .map_err(|e| Error::internal(format!("root certificate unusable: {e}")))?;
         f(&issuer)
@@ -198,12 +201,107 @@ impl Pki {
             "authority",
             format!("CN={name}, organizationIdentifier=NTRCN-{credit_code}, O={name}, C=CN"),
             Some(credit_code.to_string()),
-            &key_row,
+            Some(&key_row),
             der,
             &params,
             now.unix_timestamp(),
         )?;
         Ok((key_row, row))
+    }
+
+    /// Issues the TLS server certificate for `hostnames` (DNS names or IP addresses); its key
+    /// stays in the key store. Stored, with the key, before it is returned.
+    pub async fn issue_server_cert(&self, hostnames: &[String]) -> Result<CertRow> {
+        let region = self.region().await?;
+        let now = self.clock.now();
+        let (key_row, key) = self.keys.generate(now.unix_timestamp())?;
+        let mut params = CertificateParams::new(hostnames.to_vec())
+            .map_err(|e| Error::bad_request(format!("server host names: {e}")))?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CountryName, printable("CN")?);
+        dn.push(DnType::OrganizationName, region.name.clone());
+        dn.push(DnType::CommonName, format!("elicense {}", region.code));
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + Duration::days(SERVER_DAYS);
+        params.serial_number = Some(random_serial()?);
+        let public = PublicKey(key.public_key().to_vec());
+        let der = self
+            .with_root_issuer(|issuer| {
+                params
+                    .signed_by(&public, issuer)
+                    .map(|c| c.der().to_vec())
+                    .map_err(|e| Error::internal(format!("server certificate: {e}")))
+            })
+            .await?;
+        let row = cert_row(
+            "server",
+            format!("CN=elicense {}", region.code),
+            None,
+            Some(&key_row),
+            der,
+            &params,
+            now.unix_timestamp(),
+        )?;
+        self.store.insert_certificate(&row, Some(&key_row)).await?;
+        Ok(row)
+    }
+
+    /// Issues a TLS client certificate for a case-handling system. The key pair is generated
+    /// for the client and handed over once (PKCS#8 PEM); the region keeps only the certificate.
+    pub async fn issue_client_cert(
+        &self,
+        client_id: &str,
+        name: &str,
+        days: i64,
+    ) -> Result<(CertRow, zeroize::Zeroizing<String>)> {
+        let region = self.region().await?;
+        let now = self.clock.now();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| Error::internal(format!("client key: {e}")))?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CountryName, printable("CN")?);
+        dn.push(DnType::OrganizationName, region.name.clone());
+        dn.push(DnType::OrganizationalUnitName, name);
+        dn.push(DnType::CommonName, client_id);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + Duration::days(days.clamp(1, 365 * 3));
+        params.serial_number = Some(random_serial()?);
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![format!(
+                "{}/v1/pki/crl",
+                self.public_url.trim_end_matches('/')
+            )],
+        }];
+        let der = self
+            .with_root_issuer(|issuer| {
+                params
+                    .signed_by(&key, issuer)
+                    .map(|c| c.der().to_vec())
+                    .map_err(|e| Error::internal(format!("client certificate: {e}")))
+            })
+            .await?;
+        let row = cert_row(
+            "client",
+            format!("CN={client_id}, OU={name}"),
+            Some(client_id.to_string()),
+            None,
+            der,
+            &params,
+            now.unix_timestamp(),
+        )?;
+        self.store.insert_certificate(&row, None).await?;
+        Ok((row, zeroize::Zeroizing::new(key.serialize_pem())))
     }
 
     /// Revokes a certificate and issues a new CRL that lists it.
@@ -246,7 +344,7 @@ impl Pki {
             });
         }
         let root = self.root().await?;
-        let key = self.keys.signer(&root.key_id).await?;
+        let key = self.keys.signer(root.key()?).await?;
         self.store
             .insert_crl_next(|number| {
                 let params = CertificateRevocationListParams {
@@ -306,7 +404,7 @@ fn cert_row(
     kind: &str,
     subject: String,
     owner: Option<String>,
-    key: &KeyRow,
+    key: Option<&KeyRow>,
     der: Vec<u8>,
     params: &CertificateParams,
     now: i64,
@@ -321,7 +419,7 @@ fn cert_row(
         kind: kind.to_string(),
         subject,
         owner,
-        key_id: key.id.clone(),
+        key_id: key.map(|k| k.id.clone()),
         der,
         not_before: params.not_before.unix_timestamp(),
         not_after: params.not_after.unix_timestamp(),

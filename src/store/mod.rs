@@ -4,10 +4,12 @@
 //! whichever pool the store holds ([`with_pool!`] expands the same body for each backend). Schema
 //! differences live in `migrations/sqlite` and `migrations/postgres`.
 
+mod clients;
 mod licenses;
 mod pki;
 mod types;
 
+pub use clients::*;
 pub use licenses::*;
 pub use pki::*;
 pub use types::*;

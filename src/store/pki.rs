@@ -34,13 +34,26 @@ pub struct CertRow {
     pub kind: String,
     pub subject: String,
     pub owner: Option<String>,
-    pub key_id: String,
+    /// The key-store key of this certificate; `None` when the key is not ours (clients).
+    pub key_id: Option<String>,
     pub der: Vec<u8>,
     pub not_before: i64,
     pub not_after: i64,
     pub revoked_at: Option<i64>,
     pub revocation_reason: Option<String>,
     pub created_at: i64,
+}
+
+impl CertRow {
+    /// The key-store id of the certificate's key, for certificates whose key we hold.
+    pub fn key(&self) -> Result<&str> {
+        self.key_id.as_deref().ok_or_else(|| {
+            Error::internal(format!(
+                "certificate {} has no key in the key store",
+                self.serial
+            ))
+        })
+    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -176,6 +189,31 @@ impl Store {
             sqlx::query_as::<_, CrlRow>(
                 "SELECT number, der, this_update, next_update FROM crls ORDER BY number DESC LIMIT 1",
             )
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// Stores a certificate (and its key, when we hold it) in one transaction.
+    pub async fn insert_certificate(&self, cert: &CertRow, key: Option<&KeyRow>) -> Result<()> {
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            if let Some(k) = key {
+                insert_key_q(k).execute(&mut *tx).await?;
+            }
+            insert_cert_q(cert).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The newest unrevoked certificate of a kind (e.g. the TLS server certificate).
+    pub async fn latest_certificate(&self, kind: &str) -> Result<Option<CertRow>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, CertRow>(&format!(
+                "{CERT_COLUMNS} WHERE kind = $1 AND revoked_at IS NULL ORDER BY created_at DESC, serial LIMIT 1"
+            ))
+            .bind(kind)
             .fetch_optional(pool)
             .await?
         }))

@@ -233,3 +233,111 @@ macro_rules! both_backends {
         }
     };
 }
+
+fn pem_der(pem: &str) -> Vec<u8> {
+    x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .unwrap()
+        .1
+        .contents
+}
+
+/// A running HTTPS (mutual TLS) server for a test environment.
+pub struct TlsServer {
+    pub addr: std::net::SocketAddr,
+    pub root_pem: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Env {
+    pub async fn start_tls(&self) -> TlsServer {
+        use axum::serve::Listener;
+        let listener = elicense::http::bind_tls(&self.app, "127.0.0.1:0")
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap().remote;
+        let app = elicense::http::tls_router(self.app.clone())
+            .into_make_service_with_connect_info::<elicense::http::tls::TlsPeer>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let root_pem = elicense::pki::pem("CERTIFICATE", &self.app.pki.root().await.unwrap().der);
+        TlsServer {
+            addr,
+            root_pem,
+            task,
+        }
+    }
+}
+
+/// A client identity: certificate and PKCS#8 key, PEM.
+#[derive(Clone)]
+pub struct Identity {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl TlsServer {
+    /// One HTTP/1.1 request over TLS (verifying the server against the region root, presenting
+    /// `id` when given). Returns the status and the JSON body.
+    pub async fn call(
+        &self,
+        id: Option<&Identity>,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(pem_der(&self.root_pem)))
+            .unwrap();
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let config = match id {
+            Some(i) => {
+                let key = x509_parser::pem::parse_x509_pem(i.key_pem.as_bytes())
+                    .unwrap()
+                    .1
+                    .contents;
+                builder
+                    .with_client_auth_cert(
+                        vec![CertificateDer::from(pem_der(&i.cert_pem))],
+                        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+                    )
+                    .unwrap()
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let mut tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tls.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out).await;
+        let text = String::from_utf8_lossy(&out).to_string();
+        let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+        (
+            status,
+            serde_json::from_str(body).unwrap_or(Value::String(body.into())),
+        )
+    }
+}

@@ -1,0 +1,69 @@
+//! Verification routes (mutual TLS only) and client registration (operator token).
+
+use super::error::{ApiError, ApiResult, ErrorBody, Json, Path};
+use super::tls::TlsPeer;
+use crate::app::App;
+use crate::verify::clients::{self, Client, ClientBundle, ClientView, NewClient};
+use crate::verify::{Verification, VerifyRequest};
+use axum::Extension;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// Middleware: the connection's client certificate must identify a registered client now.
+pub async fn require_client(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<TlsPeer>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let client = clients::authenticate(&app, peer.client_cert.as_deref()).await?;
+    req.extensions_mut().insert(client);
+    Ok(next.run(req).await)
+}
+
+#[utoipa::path(post, path = "/v1/verifications", tag = "verification", request_body = VerifyRequest,
+    responses((status = 200, body = Verification),
+              (status = 401, description = "no, untrusted, expired, revoked or unregistered client certificate (MTLS-0001..0005)", body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    description = "Mutual TLS only: served on the HTTPS listener to clients with a certificate from `elicense client add`.")]
+pub async fn verify(
+    State(app): State<App>,
+    Extension(client): Extension<Client>,
+    Json(r): Json<VerifyRequest>,
+) -> ApiResult<axum::Json<Verification>> {
+    Ok(axum::Json(crate::verify::verify(&app, &client, r).await?))
+}
+
+#[utoipa::path(post, path = "/v1/clients", tag = "verification", request_body = NewClient,
+    responses((status = 201, description = "the client, its certificate and its private key (shown once)", body = ClientBundle),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn add_client(
+    State(app): State<App>,
+    Json(c): Json<NewClient>,
+) -> ApiResult<(StatusCode, axum::Json<ClientBundle>)> {
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(clients::register(&app, c).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/clients", tag = "verification",
+    responses((status = 200, body = Vec<ClientView>)), security(("bearer" = [])))]
+pub async fn list_clients(State(app): State<App>) -> ApiResult<axum::Json<Vec<ClientView>>> {
+    Ok(axum::Json(clients::list(&app).await?))
+}
+
+#[utoipa::path(post, path = "/v1/clients/{id}/revoke", tag = "verification",
+    params(("id" = String, Path, description = "Client id")), request_body = super::admin::Revocation,
+    responses((status = 200, body = ClientView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke_client(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Json(r): Json<super::admin::Revocation>,
+) -> ApiResult<axum::Json<ClientView>> {
+    Ok(axum::Json(clients::revoke(&app, &id, &r.reason).await?))
+}

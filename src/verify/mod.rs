@@ -1,0 +1,261 @@
+//! Mutual-recognition verification: what a case-handling system learns about a license while
+//! it processes a case.
+//!
+//! Authenticity is decided from the signature and the issuer's certificate chain, never from
+//! the database alone: a row changed behind the service's back fails here.
+
+pub mod clients;
+
+use crate::app::App;
+use crate::error::{Error, FieldError, Result};
+use crate::license::id::LicenseId;
+use crate::license::{Status, record};
+use crate::store::LicenseRow;
+use clients::Client;
+use rustls_pki_types::{CertificateDer, UnixTime};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A verification request: the case it serves, and which license.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// Matter code (事项编码) of the case.
+    pub matter_code: String,
+    /// Case number (办件编号).
+    pub case_number: String,
+    /// The license identifier; or `type` with `number`; or `type` with `holder_code`.
+    #[serde(default)]
+    pub license_id: Option<String>,
+    #[serde(default, rename = "type")]
+    pub type_code: Option<String>,
+    #[serde(default)]
+    pub number: Option<String>,
+    #[serde(default)]
+    pub holder_code: Option<String>,
+}
+
+/// The issuer signature check.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SignatureCheck {
+    /// The COSE signature verifies with the issuer's certificate over the stored record.
+    pub valid: bool,
+    /// The issuer's certificate chains to this region's root (document-signing use).
+    pub chain_trusted: bool,
+    pub issuer_certificate_serial: String,
+    /// Revoked after (or before) the license was issued; see `authentic`.
+    pub issuer_certificate_revoked_at: Option<i64>,
+}
+
+/// The answer to a verification.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Verification {
+    pub checked_at: i64,
+    pub matter_code: String,
+    pub case_number: String,
+    pub client: String,
+    /// Signature valid, chain trusted, and the issuer's certificate not revoked before issuance.
+    pub authentic: bool,
+    pub signature: SignatureCheck,
+    pub license_id: String,
+    #[serde(rename = "type")]
+    pub type_code: String,
+    pub number: String,
+    pub issuer: String,
+    pub issuer_name: String,
+    pub valid_from: String,
+    pub valid_to: Option<String>,
+    /// Status as of `checked_at`.
+    pub status: Status,
+    pub status_code: String,
+    /// `statutory` when the client's statutory basis released fields; `none` otherwise.
+    pub basis: String,
+    /// Released fields only (the client's scope, and a basis to see them).
+    #[schema(value_type = Object)]
+    pub fields: Map<String, Value>,
+    pub fields_withheld: Vec<String>,
+}
+
+fn text_ok(s: &str) -> bool {
+    let n = s.chars().count();
+    n > 0 && n <= 64 && !s.chars().any(char::is_control)
+}
+
+/// Finds the license a request names.
+async fn find(app: &App, r: &VerifyRequest) -> Result<LicenseRow> {
+    match (&r.license_id, &r.type_code, &r.number, &r.holder_code) {
+        (Some(id), None, None, None) => Ok(app.licenses.find(id).await?.0),
+        (None, Some(t), Some(n), None) => {
+            app.store
+                .license_by_number(t, n)
+                .await?
+                .ok_or_else(|| Error::LicenseNotFound {
+                    id: format!("{t}/{n}"),
+                })
+        }
+        (None, Some(t), None, Some(h)) => {
+            let filter = crate::store::LicenseFilter {
+                type_code: Some(t.clone()),
+                holder_code: Some(h.clone()),
+                limit: 100,
+                ..Default::default()
+            };
+            let today = app.clock.today().to_string();
+            let rows = app.store.list_licenses(&filter, &today).await?;
+            // The holder's newest license of the type that is still in force, else the newest.
+            let in_force = |r: &&LicenseRow| {
+                matches!(
+                    app.licenses.effective_status(r),
+                    Status::Valid | Status::Suspended
+                )
+            };
+            rows.iter()
+                .filter(in_force)
+                .max_by_key(|r| r.created_at)
+                .or_else(|| rows.iter().max_by_key(|r| r.created_at))
+                .cloned()
+                .ok_or_else(|| Error::LicenseNotFound {
+                    id: format!("{t}/holder"),
+                })
+        }
+        _ => Err(Error::InvalidFields {
+            errors: vec![FieldError::new(
+                "/",
+                "give license_id, or type with number, or type with holder_code",
+            )],
+        }),
+    }
+}
+
+/// Verifies a license for a client in the course of a case.
+pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Verification> {
+    let mut errs = Vec::new();
+    if !text_ok(&r.matter_code) {
+        errs.push(FieldError::new(
+            "/matter_code",
+            "must be 1 to 64 printable characters",
+        ));
+    }
+    if !text_ok(&r.case_number) {
+        errs.push(FieldError::new(
+            "/case_number",
+            "must be 1 to 64 printable characters",
+        ));
+    }
+    if !errs.is_empty() {
+        return Err(Error::InvalidFields { errors: errs });
+    }
+    let row = find(app, &r).await?;
+    if !client.types.contains(&row.type_code) {
+        return Err(Error::OutOfScope {
+            client: client.id.clone(),
+            type_code: row.type_code.clone(),
+        });
+    }
+    let auth = app
+        .store
+        .authority(&row.issuer)
+        .await?
+        .ok_or_else(|| Error::internal("issuer of a stored license missing"))?;
+    let cert = app
+        .store
+        .certificate(&auth.cert_serial)
+        .await?
+        .ok_or_else(|| Error::internal("authority certificate missing"))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&cert.der)
+        .map_err(|e| Error::internal(format!("authority certificate: {e}")))?;
+    let public_key = parsed.public_key().subject_public_key.data.to_vec();
+    let valid = record::verify_detached(&row.signature, row.record.as_bytes(), &public_key).is_ok()
+        && LicenseId::parse(&row.id).is_ok_and(|id| id.lineage() == row.lineage);
+    let chain_trusted = chain_ok(app, &cert.der, row.created_at).await?;
+    let revoked_before = cert.revoked_at.is_some_and(|at| at <= row.created_at);
+    let authentic = valid && chain_trusted && !revoked_before;
+    let status = app.licenses.effective_status(&row);
+    // Fields come from the signed record, and only when the signature holds.
+    let record: Value = serde_json::from_str(&row.record).unwrap_or(Value::Null);
+    let mut all: Map<String, Value> = record
+        .get("fields")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(h) = record.get("holder") {
+        all.insert(
+            "holder_name".into(),
+            h.get("name").cloned().unwrap_or(Value::Null),
+        );
+        all.insert(
+            "holder_code".into(),
+            h.get("code").cloned().unwrap_or(Value::Null),
+        );
+    }
+    let basis = if client.statutory {
+        "statutory"
+    } else {
+        "none"
+    };
+    let mut fields = Map::new();
+    let mut withheld = Vec::new();
+    for (k, v) in all {
+        if authentic && client.statutory && client.may_see(&k) {
+            fields.insert(k, v);
+        } else {
+            withheld.push(k);
+        }
+    }
+    Ok(Verification {
+        checked_at: app.clock.unix(),
+        matter_code: r.matter_code,
+        case_number: r.case_number,
+        client: client.id.clone(),
+        authentic,
+        signature: SignatureCheck {
+            valid,
+            chain_trusted,
+            issuer_certificate_serial: cert.serial.clone(),
+            issuer_certificate_revoked_at: cert.revoked_at,
+        },
+        license_id: row.id.clone(),
+        type_code: row.type_code.clone(),
+        number: row.number.clone(),
+        issuer: row.issuer.clone(),
+        issuer_name: auth.name,
+        valid_from: row.valid_from.clone(),
+        valid_to: row.valid_to.clone(),
+        status,
+        status_code: status.code().to_string(),
+        basis: if fields.is_empty() {
+            "none".into()
+        } else {
+            basis.into()
+        },
+        fields,
+        fields_withheld: withheld,
+    })
+}
+
+/// Does an authority certificate chain to the region root for document signing at `at`?
+async fn chain_ok(app: &App, der: &[u8], at: i64) -> Result<bool> {
+    let root = app.pki.root().await?;
+    let root_der = CertificateDer::from(root.der.as_slice());
+    let anchor = webpki::anchor_from_trusted_cert(&root_der)
+        .map_err(|e| Error::internal(format!("root as trust anchor: {e:?}")))?;
+    let cert = CertificateDer::from(der);
+    let Ok(ee) = webpki::EndEntityCert::try_from(&cert) else {
+        return Ok(false);
+    };
+    let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        u64::try_from(at).unwrap_or(0),
+    ));
+    let eku = webpki::KeyUsage::required(&crate::pki::ca::EKU_DOCUMENT_SIGNING_DER);
+    Ok(ee
+        .verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &[anchor],
+            &[],
+            time,
+            eku,
+            None,
+            None,
+        )
+        .is_ok())
+}
