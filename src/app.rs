@@ -16,6 +16,7 @@ pub struct App {
     pub store: Store,
     pub pki: Pki,
     pub licenses: Licenses,
+    pub audit: crate::audit::Audit,
     pub clock: SharedClock,
 }
 
@@ -45,13 +46,15 @@ impl App {
             clock.clone(),
             config.public_url.clone(),
         );
-        let licenses = Licenses::new(store.clone(), pki.clone(), clock.clone());
+        let audit = crate::audit::Audit::start(store.clone(), pki.clone(), clock.clone());
+        let licenses = Licenses::new(store.clone(), pki.clone(), clock.clone(), audit.clone());
         licenses.ensure_builtin_types().await?;
         Ok(App {
             config: Arc::new(config),
             store,
             pki,
             licenses,
+            audit,
             clock,
         })
     }

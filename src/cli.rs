@@ -84,6 +84,9 @@ pub enum Command {
     /// Case-handling systems that verify licenses over mutual TLS.
     #[command(subcommand)]
     Client(ClientCmd),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
@@ -254,6 +257,12 @@ pub enum ClientCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Recompute the hash chain and check every signed checkpoint; names the first bad entry.
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TokenCmd {
     /// Create an API token; it is printed once.
     Create {
@@ -415,6 +424,22 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
         }
         Command::Client(c) => client_cmd(g, c).await?,
+        Command::Audit(AuditCmd::Verify) => {
+            let app = open(g).await?;
+            let r = crate::audit::verify(&app.store, &app.pki)
+                .await
+                .map_err(coded)?;
+            match r.problem {
+                None => println!(
+                    "audit log intact: {} entries, {} signed checkpoints",
+                    r.entries, r.checkpoints
+                ),
+                Some(p) => {
+                    eprintln!("audit log TAMPERED: {p} ({} entries checked)", r.entries);
+                    return Ok(std::process::ExitCode::from(1));
+                }
+            }
+        }
         Command::Token(TokenCmd::Create { name }) => {
             let app = open(g).await?;
             println!("{}", app.create_token(&name).await.map_err(coded)?);

@@ -1239,3 +1239,179 @@ mod mtls {
         assert_eq!(s, axum::http::StatusCode::NOT_FOUND);
     }
 }
+
+mod audit {
+    use super::common::Env;
+    use serde_json::json;
+
+    crate::both_backends!(audit_chain_detects_edits_deletions_swaps_and_truncation);
+
+    async fn problem(env: &Env) -> Option<String> {
+        elicense::audit::verify(&env.app.store, &env.app.pki)
+            .await
+            .unwrap()
+            .problem
+    }
+
+    async fn audit_chain_detects_edits_deletions_swaps_and_truncation(env: Env) {
+        for i in 70..73 {
+            env.issue(i).await;
+        }
+        let (_, l) = env.call("GET", "/v1/licenses?limit=1", None).await;
+        let id = l["items"][0]["id"].as_str().unwrap().to_string();
+        env.call(
+            "POST",
+            &format!("/v1/licenses/{id}/status"),
+            Some(&json!({"status": "suspended", "reason": "r"})),
+        )
+        .await;
+        let report = elicense::audit::verify(&env.app.store, &env.app.pki)
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.entries, report.problem.clone()),
+            (4, None),
+            "{report:?}"
+        );
+
+        // An edited entry.
+        env.exec("UPDATE audit_log SET details = '{\"reason\":\"edited\"}' WHERE seq = 2")
+            .await;
+        let p = problem(&env).await.expect("edit detected");
+        assert!(p.contains("entry 2 was changed"), "{p}");
+        // The next cases start from a fresh, intact log.
+        let env2 = Env::new(
+            if matches!(env.app.store, elicense::store::Store::Sqlite(_)) {
+                super::common::Backend::Sqlite
+            } else {
+                super::common::Backend::Postgres
+            },
+        )
+        .await
+        .unwrap();
+        for i in 80..84 {
+            env2.issue(i).await;
+        }
+        assert_eq!(problem(&env2).await, None);
+        // Swapped entries (content of 2 and 3 exchanged).
+        env2.exec("UPDATE audit_log SET seq = -2 WHERE seq = 2")
+            .await;
+        env2.exec("UPDATE audit_log SET seq = 2 WHERE seq = 3")
+            .await;
+        env2.exec("UPDATE audit_log SET seq = 3 WHERE seq = -2")
+            .await;
+        let p = problem(&env2).await.expect("swap detected");
+        assert!(p.contains("entry 2"), "{p}");
+        env2.exec("UPDATE audit_log SET seq = -2 WHERE seq = 2")
+            .await;
+        env2.exec("UPDATE audit_log SET seq = 2 WHERE seq = 3")
+            .await;
+        env2.exec("UPDATE audit_log SET seq = 3 WHERE seq = -2")
+            .await;
+        assert_eq!(problem(&env2).await, None, "swapped back, intact again");
+        // A deleted entry.
+        env2.exec("DELETE FROM audit_log WHERE seq = 3").await;
+        let p = problem(&env2).await.expect("deletion detected");
+        assert!(p.contains("entry 3 is missing"), "{p}");
+
+        // A removed tail is caught by the signed checkpoint.
+        let env3 = Env::new(super::common::Backend::Sqlite).await.unwrap();
+        for i in 90..93 {
+            env3.issue(i).await;
+        }
+        let rows = env3.app.store.audit_page(0, 100).await.unwrap();
+        let last = rows.last().unwrap();
+        elicense::audit::sign_checkpoint(
+            &env3.app.store,
+            &env3.app.pki,
+            last.seq,
+            &last.hash,
+            last.at,
+        )
+        .await
+        .unwrap();
+        assert_eq!(problem(&env3).await, None);
+        env3.exec(&format!("DELETE FROM audit_log WHERE seq = {}", last.seq))
+            .await;
+        let p = problem(&env3).await.expect("truncation detected");
+        assert!(p.contains("were removed"), "{p}");
+        // A forged checkpoint signature.
+        env3.exec("UPDATE audit_checkpoints SET at = at + 1").await;
+        let p = problem(&env3).await.expect("checkpoint forgery detected");
+        assert!(
+            p.contains("were removed") || p.contains("bad signature"),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn audit_verify_cli_reports_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_elicense");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .env_remove("ELICENSE_MASTER_KEY")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    assert!(
+        run(&["init", "--region", "340600", "--name", "t"])
+            .status
+            .success()
+    );
+    let code = elicense::demo::credit("11340600MB0000011");
+    assert!(
+        run(&[
+            "authority",
+            "add",
+            "--code",
+            &code,
+            "--name",
+            "局",
+            "--types",
+            elicense::license::types::RESIDENT_ID_CARD
+        ])
+        .status
+        .success()
+    );
+    let mut rng = elicense::demo::Rng::new(1);
+    let req = elicense::demo::request(
+        &mut rng,
+        elicense::license::types::RESIDENT_ID_CARD,
+        &code,
+        1,
+    );
+    let f = dir.path().join("r.json");
+    std::fs::write(&f, req.to_string()).unwrap();
+    assert!(
+        run(&["license", "issue", f.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let ok = run(&["audit", "verify"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("intact: 1 entries"));
+    let db = dir.path().join("elicense.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_log SET actor = 'someone else' WHERE seq = 1")
+            .execute(&pool)
+            .await
+            .unwrap();
+    });
+    let bad = run(&["audit", "verify"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("entry 1 was changed"));
+}

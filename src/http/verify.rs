@@ -18,9 +18,23 @@ pub async fn require_client(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let client = clients::authenticate(&app, peer.client_cert.as_deref()).await?;
-    req.extensions_mut().insert(client);
-    Ok(next.run(req).await)
+    match clients::authenticate(&app, peer.client_cert.as_deref()).await {
+        Ok(client) => {
+            req.extensions_mut().insert(client);
+            Ok(next.run(req).await)
+        }
+        Err(e) => {
+            app.audit
+                .append(crate::audit::Entry::new(
+                    "unauthenticated",
+                    "verification.refused",
+                    req.uri().path(),
+                    serde_json::json!({"code": e.code(), "reason": e.to_string(), "remote": peer.remote.to_string()}),
+                ))
+                .await?;
+            Err(e.into())
+        }
+    }
 }
 
 #[utoipa::path(post, path = "/v1/verifications", tag = "verification", request_body = VerifyRequest,
@@ -33,7 +47,26 @@ pub async fn verify(
     Extension(client): Extension<Client>,
     Json(r): Json<VerifyRequest>,
 ) -> ApiResult<axum::Json<Verification>> {
-    Ok(axum::Json(crate::verify::verify(&app, &client, r).await?))
+    let subject = r
+        .license_id
+        .clone()
+        .or_else(|| r.type_code.clone())
+        .unwrap_or_default();
+    let (matter, case) = (r.matter_code.clone(), r.case_number.clone());
+    match crate::verify::verify(&app, &client, r).await {
+        Ok(v) => Ok(axum::Json(v)),
+        Err(e) => {
+            app.audit
+                .append(crate::audit::Entry::new(
+                    &client.id,
+                    "verification.refused",
+                    &subject,
+                    serde_json::json!({"code": e.code(), "matter_code": matter, "case_number": case}),
+                ))
+                .await?;
+            Err(e.into())
+        }
+    }
 }
 
 #[utoipa::path(post, path = "/v1/clients", tag = "verification", request_body = NewClient,

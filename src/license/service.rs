@@ -4,6 +4,7 @@ use super::holder::Holder;
 use super::id::LicenseId;
 use super::record;
 use super::types::{HolderKind, LicenseType, TypeDefinition};
+use crate::audit::Entry;
 use crate::clock::SharedClock;
 use crate::error::{Error, FieldError, Result};
 use crate::pki::{Pki, Signer, cert_kid};
@@ -221,6 +222,7 @@ pub struct Licenses {
     clock: SharedClock,
     types: Arc<RwLock<HashMap<String, Arc<LicenseType>>>>,
     region: Arc<std::sync::OnceLock<String>>,
+    audit: crate::audit::Audit,
 }
 
 impl std::fmt::Debug for Licenses {
@@ -280,13 +282,14 @@ fn request_hash(req: &IssueRequest) -> Result<Vec<u8>> {
 pub const LONG_TERM: &str = "长期";
 
 impl Licenses {
-    pub fn new(store: Store, pki: Pki, clock: SharedClock) -> Self {
+    pub fn new(store: Store, pki: Pki, clock: SharedClock, audit: crate::audit::Audit) -> Self {
         Licenses {
             store,
             pki,
             clock,
             types: Arc::new(RwLock::new(HashMap::new())),
             region: Arc::new(std::sync::OnceLock::new()),
+            audit,
         }
     }
 
@@ -300,6 +303,10 @@ impl Licenses {
 
     pub fn pki(&self) -> &Pki {
         &self.pki
+    }
+
+    pub fn audit(&self) -> &crate::audit::Audit {
+        &self.audit
     }
 
     /// The region's division code (it never changes once the region exists).
@@ -611,7 +618,17 @@ impl Licenses {
             })
             .await;
         match r {
-            Ok(row) => Ok((self.view(&row, &auth.cert)?, true)),
+            Ok(row) => {
+                self.audit
+                    .append(Entry::new(
+                        actor,
+                        "license.issue",
+                        &row.id,
+                        serde_json::json!({"type": row.type_code, "number": row.number, "issuer": row.issuer}),
+                    ))
+                    .await?;
+                Ok((self.view(&row, &auth.cert)?, true))
+            }
             // Another request took the number between our check and insert.
             Err(Error::AlreadyExists { .. }) => Box::pin(self.issue(checked.req, actor)).await,
             Err(e) => Err(e),
@@ -820,6 +837,14 @@ impl Licenses {
                 to: to.name().into(),
             });
         }
+        self.audit
+            .append(Entry::new(
+                actor,
+                "license.status",
+                &row.id,
+                serde_json::json!({"from": from.code(), "to": to.code(), "reason": reason}),
+            ))
+            .await?;
         let (row, _) = self.find(&row.id).await?;
         let cert = self.signer_cert(&row).await?;
         self.view(&row, &cert)
@@ -898,6 +923,14 @@ impl Licenses {
                 to: "amended".into(),
             });
         }
+        self.audit
+            .append(Entry::new(
+                actor,
+                "license.amend",
+                &new_row.id,
+                serde_json::json!({"previous": row.id, "reason": a.reason}),
+            ))
+            .await?;
         self.view(&new_row, &auth.cert)
     }
 }

@@ -4,11 +4,13 @@
 //! whichever pool the store holds ([`with_pool!`] expands the same body for each backend). Schema
 //! differences live in `migrations/sqlite` and `migrations/postgres`.
 
+mod audit;
 mod clients;
 mod licenses;
 mod pki;
 mod types;
 
+pub use audit::*;
 pub use clients::*;
 pub use licenses::*;
 pub use pki::*;

@@ -145,6 +145,14 @@ pub async fn register(app: &App, c: NewClient) -> Result<ClientBundle> {
         created_at: app.clock.unix(),
     };
     app.store.insert_client(&row).await?;
+    app.audit
+        .append(crate::audit::Entry::new(
+            "operator",
+            "client.add",
+            &row.id,
+            serde_json::json!({"certificate": row.cert_serial, "types": row.types, "fields": row.fields, "statutory": row.statutory != 0}),
+        ))
+        .await?;
     Ok(ClientBundle {
         client: view(&row, false),
         certificate: crate::pki::pem("CERTIFICATE", &cert.der),
@@ -175,6 +183,14 @@ pub async fn revoke(app: &App, id: &str, reason: &str) -> Result<ClientView> {
         .await?
         .ok_or_else(|| Error::bad_request(format!("no client {id}")))?;
     app.pki.revoke(&row.cert_serial, reason).await?;
+    app.audit
+        .append(crate::audit::Entry::new(
+            "operator",
+            "client.revoke",
+            &row.id,
+            serde_json::json!({"certificate": row.cert_serial, "reason": reason}),
+        ))
+        .await?;
     Ok(view(&row, true))
 }
 

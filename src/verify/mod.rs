@@ -202,6 +202,19 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
             withheld.push(k);
         }
     }
+    let basis = if fields.is_empty() { "none" } else { basis };
+    app.audit
+        .append(crate::audit::Entry::new(
+            &client.id,
+            "verification",
+            &row.id,
+            serde_json::json!({
+                "matter_code": r.matter_code, "case_number": r.case_number, "basis": basis,
+                "fields_released": fields.keys().collect::<Vec<_>>(), "authentic": authentic,
+                "status": status.code(),
+            }),
+        ))
+        .await?;
     Ok(Verification {
         checked_at: app.clock.unix(),
         matter_code: r.matter_code,

@@ -341,3 +341,17 @@ impl TlsServer {
         )
     }
 }
+
+impl Env {
+    /// Runs SQL directly on the database, behind the service's back (tamper tests).
+    pub async fn exec(&self, sql: &str) {
+        match &self.app.store {
+            elicense::store::Store::Sqlite(p) => {
+                sqlx::query(sql).execute(p).await.unwrap();
+            }
+            elicense::store::Store::Postgres(p) => {
+                sqlx::query(sql).execute(p).await.unwrap();
+            }
+        }
+    }
+}
