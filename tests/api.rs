@@ -663,6 +663,21 @@ async fn bulk_import_api(env: Env) {
         (json!(true), json!(0))
     );
     assert_eq!(env.app.store.count_licenses().await.unwrap(), 49);
+    let audit = env.app.store.audit_page(0, 100).await.unwrap();
+    let imports: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == "license.import")
+        .collect();
+    assert_eq!(
+        imports.len(),
+        1,
+        "one audit entry for the one batch that issued"
+    );
+    assert!(
+        imports[0].details.contains("\"issued\":49"),
+        "{}",
+        imports[0].details
+    );
 }
 
 #[tokio::test]

@@ -251,6 +251,26 @@ pub async fn import_file(
             updated_at: lic.clock().unix(),
         };
         lic.store().insert_licenses(&rows, Some(&progress)).await?;
+        if !rows.is_empty() {
+            let mut ids = ring::digest::Context::new(&ring::digest::SHA256);
+            for r in &rows {
+                ids.update(r.id.as_bytes());
+                ids.update(b"\n");
+            }
+            lic.audit()
+                .append(crate::audit::Entry::new(
+                    &opts.actor,
+                    "license.import",
+                    &file_hash,
+                    serde_json::json!({
+                        "through_line": line_no, "issued": rows.len(),
+                        "first_id": rows.first().map(|r| r.id.clone()),
+                        "last_id": rows.last().map(|r| r.id.clone()),
+                        "ids_sha256": hex::encode(ids.finish()),
+                    }),
+                ))
+                .await?;
+        }
         obs.committed(line_no, &s);
     }
     s.lines = line_no;
