@@ -20,10 +20,18 @@ fail() { failed=$((failed + 1)); echo "  FAIL $1"; }
 check() { local name=$1; shift; if "$@" >"$work/last.log" 2>&1; then pass "$name"; else fail "$name"; sed 's/^/       /' "$work/last.log" | head -20; fi; }
 check_fails() { local name=$1; shift; if "$@" >"$work/last.log" 2>&1; then fail "$name (unexpectedly succeeded)"; else pass "$name"; fi; }
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+tls_port=$(free_port)
 base="http://127.0.0.1:$port"
+# A real DNS name in the server certificate (pkilint rejects single-label names such as the
+# development default "localhost"); curl and openssl reach it on loopback.
+tls_host=elicense.demo.gov.cn
+tls_base="https://$tls_host:$tls_port"
 data="$work/data"
-env -u ELICENSE_MASTER_KEY "$bin" --data-dir "$data" serve --demo --listen "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
+printf 'tls_hostnames = ["%s", "127.0.0.1"]\n' "$tls_host" >"$work/elicense.toml"
+env -u ELICENSE_MASTER_KEY "$bin" --config "$work/elicense.toml" --data-dir "$data" serve --demo \
+  --listen "127.0.0.1:$port" --tls-listen "127.0.0.1:$tls_port" >"$work/serve.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.2; done
 token=$(cat "$data/admin.token")
@@ -88,6 +96,31 @@ check "openssl verify -crl_check refuses the revoked authority certificate as re
          && grep -q 'certificate revoked' '$work/rv.log'"
 check "openssl verify -crl_check accepts an unrevoked authority certificate" \
   openssl verify -crl_check -CAfile "$work/root.pem" -CRLfile "$work/crl.pem" "$work/authority0.pem"
+
+echo "== Mutual TLS with OpenSSL and curl as the peers"
+"$bin" --data-dir "$data" client add --id conformance-case --name "Conformance case system" \
+  --department "测试" --types 11100000000013338W001 --fields sex --statutory --out-dir "$work/bundle" >/dev/null \
+  || fail "client add"
+check "openssl s_client verifies the server certificate chain against the root" \
+  sh -c "echo | openssl s_client -connect 127.0.0.1:$tls_port -servername $tls_host -verify_hostname $tls_host -CAfile '$work/root.pem' \
+         -verify_return_error -showcerts 2>&1 | tee '$work/sclient.txt' | grep -q 'Verify return code: 0 (ok)'"
+awk '/BEGIN CERTIFICATE/{n++} n==1{print} /END CERTIFICATE/{if(n==1) exit}' "$work/sclient.txt" >"$work/server.pem"
+check "pkilint: TLS server profile" "$venv/bin/lint_pkix_cert" lint -s WARNING "$work/server.pem"
+check "pkilint: TLS client profile" "$venv/bin/lint_pkix_cert" lint -s WARNING "$work/bundle/conformance-case.crt.pem"
+check "openssl verify: the client certificate chains to the root for client use" \
+  openssl verify -purpose sslclient -CAfile "$work/root.pem" "$work/bundle/conformance-case.crt.pem"
+lic_id=$(auth "$base/v1/licenses?limit=1" | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
+verify_body="{\"matter_code\": \"conformance\", \"case_number\": \"c-1\", \"license_id\": \"$lic_id\"}"
+check "curl with the client certificate: the license verifies as authentic" \
+  sh -c "curl -sf --resolve $tls_host:$tls_port:127.0.0.1 --cacert '$work/root.pem' --cert '$work/bundle/conformance-case.crt.pem' \
+         --key '$work/bundle/conformance-case.key.pem' -H 'content-type: application/json' \
+         -d '$verify_body' '$tls_base/v1/verifications' | grep -q '\"authentic\":true'"
+check "curl without a client certificate: refused with MTLS-0001" \
+  sh -c "curl -s --resolve $tls_host:$tls_port:127.0.0.1 --cacert '$work/root.pem' -H 'content-type: application/json' -d '$verify_body' \
+         '$tls_base/v1/verifications' | grep -q 'MTLS-0001'"
+check "the plain-HTTP listener does not serve verification" \
+  sh -c "curl -s -H 'content-type: application/json' -d '$verify_body' '$base/v1/verifications' | grep -q 'REQ-0404'"
+check "elicense audit verify: the log is intact" "$bin" --data-dir "$data" audit verify
 
 echo "conformance: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
