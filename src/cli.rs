@@ -40,7 +40,8 @@ pub struct Global {
 pub enum Command {
     /// Run the HTTP API.
     Serve {
-        /// Create a demo region (340600) with authorities and licenses if absent.
+        /// Create a demo region (340600) with authorities and licenses if absent, and enable the
+        /// development holder sign-in.
         #[arg(long)]
         demo: bool,
         /// Address to listen on (plain HTTP) [default: 127.0.0.1:8080].
@@ -351,7 +352,11 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         } => {
             let mut o = overrides(g, listen, public_url);
             o.tls_listen = tls_listen;
-            let config = Config::load(&o).map_err(coded)?;
+            let mut config = Config::load(&o).map_err(coded)?;
+            if demo {
+                // The demo lets anyone sign in as a holder (development provider).
+                config.dev_holder_login = true;
+            }
             let listen = config.listen.clone();
             let tls_listen = config.tls_listen.clone();
             let app = App::open(config, true).await.map_err(coded)?;

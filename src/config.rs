@@ -19,6 +19,7 @@ pub struct FileConfig {
     pub master_key_file: Option<PathBuf>,
     pub max_body_bytes: Option<usize>,
     pub max_import_bytes: Option<usize>,
+    pub dev_holder_login: Option<bool>,
 }
 
 /// The effective configuration.
@@ -40,6 +41,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest bulk-import body.
     pub max_import_bytes: usize,
+    /// Enables the development holder sign-in (any holder code, no proof): never in production.
+    pub dev_holder_login: bool,
 }
 
 /// Values given on the command line or in the environment.
@@ -95,6 +98,7 @@ impl Config {
             public_url,
             max_body_bytes: file.max_body_bytes.unwrap_or(1 << 20),
             max_import_bytes: file.max_import_bytes.unwrap_or(256 << 20),
+            dev_holder_login: file.dev_holder_login.unwrap_or(false),
         })
     }
 

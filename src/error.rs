@@ -91,6 +91,10 @@ pub enum Error {
     UnknownClient { id: String },
     #[error("client {client} may not verify licenses of type {type_code}")]
     OutOfScope { client: String, type_code: String },
+    #[error("the development holder sign-in is disabled on this deployment")]
+    DevLoginDisabled,
+    #[error("grant {id} not found")]
+    GrantNotFound { id: String },
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed on this route")]
@@ -134,6 +138,8 @@ impl Error {
             Error::ClientCertRevoked { .. } => "MTLS-0004",
             Error::UnknownClient { .. } => "MTLS-0005",
             Error::OutOfScope { .. } => "VER-0001",
+            Error::DevLoginDisabled => "HOL-0001",
+            Error::GrantNotFound { .. } => "HOL-0002",
             Error::MethodNotAllowed => "REQ-0405",
             Error::NotInitialised => "SYS-0001",
             Error::KeyStore { .. } => "SYS-0002",
@@ -151,7 +157,10 @@ impl Error {
             | Error::InvalidType { .. }
             | Error::BadRequest { .. }
             | Error::BodyTooLarge => Kind::Invalid,
-            Error::LicenseNotFound { .. } | Error::RouteNotFound => Kind::NotFound,
+            Error::LicenseNotFound { .. } | Error::RouteNotFound | Error::GrantNotFound { .. } => {
+                Kind::NotFound
+            }
+            Error::DevLoginDisabled => Kind::Forbidden,
             Error::MethodNotAllowed => Kind::MethodNotAllowed,
             Error::DuplicateLicense { .. }
             | Error::IllegalTransition { .. }

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod holder;
 pub mod http;
 pub mod license;
 pub mod pki;

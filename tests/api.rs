@@ -1027,7 +1027,10 @@ mod mtls {
     use super::common::{Env, Identity};
     use serde_json::{Value, json};
 
-    crate::both_backends!(verification_over_mutual_tls);
+    crate::both_backends!(
+        verification_over_mutual_tls,
+        holder_grants_release_exactly_what_they_say
+    );
 
     async fn register(env: &Env, id: &str, statutory: bool, fields: &[&str]) -> Identity {
         let b = elicense::verify::clients::register(
@@ -1048,6 +1051,285 @@ mod mtls {
             cert_pem: b.certificate,
             key_pem: b.private_key,
         }
+    }
+
+    async fn holder_grants_release_exactly_what_they_say(env: Env) {
+        let license = env.issue(100).await;
+        let id = license["id"].as_str().unwrap().to_string();
+        let holder = license["holder"]["code"].as_str().unwrap().to_string();
+        let case = register(
+            &env,
+            "case-system",
+            false,
+            &["sex", "birth_date", "holder_name"],
+        )
+        .await;
+        let server = env.start_tls().await;
+        let verify = |matter: &str| json!({"matter_code": matter, "case_number": "2026-1", "license_id": id});
+        let released = |v: &Value| {
+            let mut k: Vec<String> = v["fields"].as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let (_, v) = server
+            .call(
+                Some(&case),
+                "POST",
+                "/v1/verifications",
+                Some(&verify("M-1")),
+            )
+            .await;
+        assert_eq!(
+            (released(&v), v["basis"].clone()),
+            (Vec::<String>::new(), json!("none")),
+            "{v}"
+        );
+
+        // The holder signs in (development provider) and sees their license.
+        let (s, session) = env
+            .call(
+                "POST",
+                "/v1/holder/sessions",
+                Some(&json!({"holder_code": holder})),
+            )
+            .await;
+        assert_eq!(s, axum::http::StatusCode::CREATED, "{session}");
+        let token = session["token"].as_str().unwrap().to_string();
+        let (s, mine) = env
+            .call_as(&token, "GET", "/v1/holder/licenses", None)
+            .await;
+        assert_eq!(s, axum::http::StatusCode::OK);
+        assert!(
+            mine.as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l["id"] == id.as_str())
+        );
+        let (s, e) = env
+            .call_as("elh_nope", "GET", "/v1/holder/grants", None)
+            .await;
+        assert_eq!(
+            (s, e["code"].clone()),
+            (axum::http::StatusCode::UNAUTHORIZED, json!("AUTH-0001"))
+        );
+
+        // A grant to the client: exactly the granted fields its scope also allows.
+        let t0 = super::common::T0;
+        let grant = |extra: Value| {
+            let mut g =
+                json!({"license_id": id, "fields": ["sex", "address"], "valid_until": t0 + 3600});
+            for (k, v) in extra.as_object().unwrap() {
+                g[k] = v.clone();
+            }
+            g
+        };
+        let (s, g) = env
+            .call_as(
+                &token,
+                "POST",
+                "/v1/holder/grants",
+                Some(&grant(json!({"client_id": "case-system"}))),
+            )
+            .await;
+        assert_eq!(s, axum::http::StatusCode::CREATED, "{g}");
+        let (_, v) = server
+            .call(
+                Some(&case),
+                "POST",
+                "/v1/verifications",
+                Some(&verify("M-1")),
+            )
+            .await;
+        assert_eq!(released(&v), vec!["sex".to_string()], "{v}");
+        assert_eq!(v["basis"], "grant");
+        assert_eq!(v["grants"], json!([g["id"]]));
+        assert!(
+            v["fields_withheld"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("address"))
+        );
+
+        // Withdrawn: nothing again.
+        let (s, _) = env
+            .call_as(
+                &token,
+                "DELETE",
+                &format!("/v1/holder/grants/{}", g["id"].as_str().unwrap()),
+                None,
+            )
+            .await;
+        assert_eq!(s, axum::http::StatusCode::NO_CONTENT);
+        let (_, v) = server
+            .call(
+                Some(&case),
+                "POST",
+                "/v1/verifications",
+                Some(&verify("M-1")),
+            )
+            .await;
+        assert!(released(&v).is_empty(), "{v}");
+        let (s, _) = env
+            .call_as(
+                &token,
+                "DELETE",
+                &format!("/v1/holder/grants/{}", g["id"].as_str().unwrap()),
+                None,
+            )
+            .await;
+        assert_eq!(s, axum::http::StatusCode::NOT_FOUND);
+
+        // Single use: once.
+        env.call_as(
+            &token,
+            "POST",
+            "/v1/holder/grants",
+            Some(&grant(
+                json!({"client_id": "case-system", "fields": ["birth_date"], "single_use": true}),
+            )),
+        )
+        .await;
+        let (_, v) = server
+            .call(
+                Some(&case),
+                "POST",
+                "/v1/verifications",
+                Some(&verify("M-1")),
+            )
+            .await;
+        assert_eq!(released(&v), vec!["birth_date".to_string()]);
+        let (_, v) = server
+            .call(
+                Some(&case),
+                "POST",
+                "/v1/verifications",
+                Some(&verify("M-1")),
+            )
+            .await;
+        assert!(released(&v).is_empty(), "single use grant used twice: {v}");
+
+        // A grant for a matter: any client on that matter, no other matter.
+        env.call_as(
+            &token,
+            "POST",
+            "/v1/holder/grants",
+            Some(&grant(
+                json!({"matter_code": "M-2", "fields": ["holder_name"]}),
+            )),
+        )
+        .await;
+        let (_, v) = server
+            .call(
+                Some(&case),
+                "POST",
+                "/v1/verifications",
+                Some(&verify("M-2")),
+            )
+            .await;
+        assert_eq!(released(&v), vec!["holder_name".to_string()]);
+        let (_, v) = server
+            .call(
+                Some(&case),
+                "POST",
+                "/v1/verifications",
+                Some(&verify("M-3")),
+            )
+            .await;
+        assert!(released(&v).is_empty());
+
+        // Expiry.
+        env.call_as(
+            &token,
+            "POST",
+            "/v1/holder/grants",
+            Some(&grant(
+                json!({"client_id": "case-system", "valid_until": t0 + 60}),
+            )),
+        )
+        .await;
+        env.clock.set(t0 + 120);
+        let (_, v) = server
+            .call(
+                Some(&case),
+                "POST",
+                "/v1/verifications",
+                Some(&verify("M-1")),
+            )
+            .await;
+        assert!(released(&v).is_empty(), "expired grant still applied: {v}");
+        env.clock.set(t0);
+
+        // Grants are checked: someone else's license, both targets, no target, past time.
+        let (_, other) = env
+            .call(
+                "POST",
+                "/v1/holder/sessions",
+                Some(&json!({"holder_code": "11010519491231002X"})),
+            )
+            .await;
+        let other = other["token"].as_str().unwrap().to_string();
+        let (s, e) = env
+            .call_as(
+                &other,
+                "POST",
+                "/v1/holder/grants",
+                Some(&grant(json!({"client_id": "case-system"}))),
+            )
+            .await;
+        assert_eq!(
+            (s, e["code"].clone()),
+            (axum::http::StatusCode::NOT_FOUND, json!("LIC-0004"))
+        );
+        for bad in [
+            json!({"client_id": "case-system", "matter_code": "M"}),
+            json!({}),
+            json!({"client_id": "case-system", "valid_until": t0 - 1}),
+            json!({"client_id": "nobody"}),
+        ] {
+            let (s, e) = env
+                .call_as(
+                    &token,
+                    "POST",
+                    "/v1/holder/grants",
+                    Some(&grant(bad.clone())),
+                )
+                .await;
+            assert_eq!(
+                (s, e["code"].clone()),
+                (
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    json!("LIC-0002")
+                ),
+                "{bad}: {e}"
+            );
+        }
+
+        // The holder sees every access: who, when, why, which fields, on what basis.
+        let (_, acc) = env
+            .call_as(&token, "GET", "/v1/holder/accesses", None)
+            .await;
+        let acc = acc.as_array().unwrap();
+        assert_eq!(acc.len(), 8, "{acc:?}");
+        assert!(
+            acc.iter()
+                .all(|a| a["client"] == "case-system" && a["license_id"] == id.as_str())
+        );
+        assert!(
+            acc.iter().any(
+                |a| a["details"]["basis"] == "grant" && a["details"]["case_number"] == "2026-1"
+            )
+        );
+        let (_, theirs) = env
+            .call_as(&other, "GET", "/v1/holder/accesses", None)
+            .await;
+        assert!(theirs.as_array().unwrap().is_empty());
+        assert_eq!(
+            elicense::audit::verify(&env.app.store, &env.app.pki)
+                .await
+                .unwrap()
+                .problem,
+            None
+        );
     }
 
     async fn verification_over_mutual_tls(env: Env) {

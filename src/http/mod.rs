@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod holder;
 pub mod licenses;
 pub mod openapi;
 pub mod tls;
@@ -52,8 +53,25 @@ fn routes(app: &App) -> Router<App> {
             app.clone(),
             auth::require_token,
         ));
+    let holder = Router::new()
+        .route("/v1/holder/licenses", get(holder::licenses))
+        .route(
+            "/v1/holder/grants",
+            get(holder::list_grants).post(holder::create_grant),
+        )
+        .route(
+            "/v1/holder/grants/{id}",
+            axum::routing::delete(holder::withdraw_grant),
+        )
+        .route("/v1/holder/accesses", get(holder::accesses))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            holder::require_holder,
+        ));
     Router::new()
         .route("/healthz", get(admin::healthz))
+        .route("/v1/holder/sessions", post(holder::dev_sign_in))
+        .merge(holder)
         .route("/openapi.json", get(openapi::document))
         .route("/v1/region", get(admin::region))
         .route("/v1/pki/root", get(admin::root_pem))

@@ -28,6 +28,12 @@ use utoipa::{Modify, OpenApi};
         super::verify::add_client,
         super::verify::list_clients,
         super::verify::revoke_client,
+        super::holder::dev_sign_in,
+        super::holder::licenses,
+        super::holder::list_grants,
+        super::holder::create_grant,
+        super::holder::withdraw_grant,
+        super::holder::accesses,
     ),
     modifiers(&Bearer),
     tags(
@@ -36,6 +42,7 @@ use utoipa::{Modify, OpenApi};
         (name = "types", description = "License types and their JSON Schemas"),
         (name = "pki", description = "The region's root CA and CRL"),
         (name = "verification", description = "Mutual-recognition verification for case-handling systems (mutual TLS) and their registration"),
+        (name = "holder", description = "Holders: sign-in, own licenses, grants (用证授权), and who used their licenses"),
         (name = "service", description = "Health"),
     )
 )]

@@ -6,12 +6,14 @@
 
 mod audit;
 mod clients;
+mod grants;
 mod licenses;
 mod pki;
 mod types;
 
 pub use audit::*;
 pub use clients::*;
+pub use grants::*;
 pub use licenses::*;
 pub use pki::*;
 pub use types::*;

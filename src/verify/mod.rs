@@ -5,6 +5,7 @@
 //! the database alone: a row changed behind the service's back fails here.
 
 pub mod clients;
+pub mod grants;
 
 use crate::app::App;
 use crate::error::{Error, FieldError, Result};
@@ -68,8 +69,11 @@ pub struct Verification {
     /// Status as of `checked_at`.
     pub status: Status,
     pub status_code: String,
-    /// `statutory` when the client's statutory basis released fields; `none` otherwise.
+    /// `grant` when holder grants released the fields, `statutory` when the client's statutory
+    /// basis did, `none` when no field was released.
     pub basis: String,
+    /// The holder grants applied (single-use ones are now used).
+    pub grants: Vec<String>,
     /// Released fields only (the client's scope, and a basis to see them).
     #[schema(value_type = Object)]
     pub fields: Map<String, Value>,
@@ -188,21 +192,30 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
             h.get("code").cloned().unwrap_or(Value::Null),
         );
     }
-    let basis = if client.statutory {
-        "statutory"
+    // What may be released: the client's scope, and a basis — holder grants for this client or
+    // matter, or the client's statutory basis (which covers its whole scope).
+    let (granted, grants_used) = if authentic {
+        grants::released(app, &row.lineage, &client.id, &r.matter_code).await?
     } else {
-        "none"
+        (Vec::new(), Vec::new())
     };
     let mut fields = Map::new();
     let mut withheld = Vec::new();
     for (k, v) in all {
-        if authentic && client.statutory && client.may_see(&k) {
+        let basis_ok = client.statutory || granted.contains(&k);
+        if authentic && basis_ok && client.may_see(&k) {
             fields.insert(k, v);
         } else {
             withheld.push(k);
         }
     }
-    let basis = if fields.is_empty() { "none" } else { basis };
+    let basis = if fields.is_empty() {
+        "none"
+    } else if !grants_used.is_empty() && fields.keys().all(|k| granted.contains(k)) {
+        "grant"
+    } else {
+        "statutory"
+    };
     app.audit
         .append(crate::audit::Entry::new(
             &client.id,
@@ -210,6 +223,7 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
             &row.id,
             serde_json::json!({
                 "matter_code": r.matter_code, "case_number": r.case_number, "basis": basis,
+                "grants": grants_used,
                 "fields_released": fields.keys().collect::<Vec<_>>(), "authentic": authentic,
                 "status": status.code(),
             }),
@@ -236,11 +250,8 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
         valid_to: row.valid_to.clone(),
         status,
         status_code: status.code().to_string(),
-        basis: if fields.is_empty() {
-            "none".into()
-        } else {
-            basis.into()
-        },
+        basis: basis.into(),
+        grants: grants_used,
         fields,
         fields_withheld: withheld,
     })

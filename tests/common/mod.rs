@@ -126,6 +126,8 @@ impl Env {
             ..Default::default()
         })
         .unwrap();
+        let mut config = config;
+        config.dev_holder_login = true;
         let clock = FixedClock::at(T0);
         let app = App::open_with_clock(config, true, Arc::new(clock.clone()))
             .await
@@ -165,10 +167,21 @@ impl Env {
 
     /// Calls the API with the test token; the body (if any) is JSON.
     pub async fn call(&self, method: &str, uri: &str, body: Option<&Value>) -> (StatusCode, Value) {
+        self.call_as(&self.token, method, uri, body).await
+    }
+
+    /// Calls the API with a given bearer token.
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: &str,
+        uri: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
         let mut b = Request::builder()
             .method(method)
             .uri(uri)
-            .header("authorization", format!("Bearer {}", self.token));
+            .header("authorization", format!("Bearer {token}"));
         let body = match body {
             Some(v) => {
                 b = b.header("content-type", "application/json");
