@@ -85,6 +85,9 @@ pub enum Command {
     /// Case-handling systems that verify licenses over mutual TLS.
     #[command(subcommand)]
     Client(ClientCmd),
+    /// Verification receipts.
+    #[command(subcommand)]
+    Receipt(ReceiptCmd),
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -254,6 +257,18 @@ pub enum ClientCmd {
         id: String,
         #[arg(long, default_value = "unspecified")]
         reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReceiptCmd {
+    /// Verify a receipt offline: its signature and its signer's chain to a trusted root.
+    Verify {
+        /// A file with the receipt (ELR1:...) or a whole verification answer (JSON).
+        file: PathBuf,
+        /// Trusted root certificate (PEM); repeatable. Without it, this deployment's root.
+        #[arg(long)]
+        root: Vec<PathBuf>,
     },
 }
 
@@ -429,6 +444,42 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
         }
         Command::Client(c) => client_cmd(g, c).await?,
+        Command::Receipt(ReceiptCmd::Verify { file, root }) => {
+            let text = read_input(&file)?;
+            let receipt = if text.trim_start().starts_with('{') {
+                let v: serde_json::Value =
+                    serde_json::from_str(&text).context("the file is not JSON")?;
+                v.get("receipt")
+                    .and_then(|r| r.as_str())
+                    .map(String::from)
+                    .context("no \"receipt\" in the JSON")?
+            } else {
+                text
+            };
+            let roots = if root.is_empty() {
+                vec![open(g).await?.pki.root().await.map_err(coded)?.der]
+            } else {
+                let mut out = Vec::new();
+                for p in &root {
+                    let pem =
+                        std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                    let (_, der) = x509_parser::pem::parse_x509_pem(&pem)
+                        .map_err(|_| anyhow::anyhow!("{} is not a PEM certificate", p.display()))?;
+                    out.push(der.contents);
+                }
+                out
+            };
+            match crate::verify::receipt::verify(&receipt, &roots) {
+                Ok(c) => {
+                    println!("receipt valid; signed by {}", c.signer);
+                    print_json(&c.payload)?;
+                }
+                Err(e) => {
+                    eprintln!("receipt INVALID: {}: {e}", e.code());
+                    return Ok(std::process::ExitCode::from(1));
+                }
+            }
+        }
         Command::Audit(AuditCmd::Verify) => {
             let app = open(g).await?;
             let r = crate::audit::verify(&app.store, &app.pki)

@@ -95,6 +95,8 @@ pub enum Error {
     DevLoginDisabled,
     #[error("grant {id} not found")]
     GrantNotFound { id: String },
+    #[error("the receipt is not valid: {reason}")]
+    BadReceipt { reason: String },
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed on this route")]
@@ -139,6 +141,7 @@ impl Error {
             Error::UnknownClient { .. } => "MTLS-0005",
             Error::OutOfScope { .. } => "VER-0001",
             Error::DevLoginDisabled => "HOL-0001",
+            Error::BadReceipt { .. } => "RCP-0001",
             Error::GrantNotFound { .. } => "HOL-0002",
             Error::MethodNotAllowed => "REQ-0405",
             Error::NotInitialised => "SYS-0001",
@@ -156,7 +159,8 @@ impl Error {
             | Error::UnknownAuthority { .. }
             | Error::InvalidType { .. }
             | Error::BadRequest { .. }
-            | Error::BodyTooLarge => Kind::Invalid,
+            | Error::BodyTooLarge
+            | Error::BadReceipt { .. } => Kind::Invalid,
             Error::LicenseNotFound { .. } | Error::RouteNotFound | Error::GrantNotFound { .. } => {
                 Kind::NotFound
             }

@@ -1029,8 +1029,111 @@ mod mtls {
 
     crate::both_backends!(
         verification_over_mutual_tls,
-        holder_grants_release_exactly_what_they_say
+        holder_grants_release_exactly_what_they_say,
+        receipts_verify_offline_and_fail_on_any_change
     );
+
+    async fn receipts_verify_offline_and_fail_on_any_change(env: Env) {
+        use base64::Engine;
+        let license = env.issue(110).await;
+        let police = register(&env, "traffic-police", true, &["sex", "holder_name"]).await;
+        let server = env.start_tls().await;
+        let req = json!({"matter_code": "340600-JD-9", "case_number": "2026-77", "license_id": license["id"]});
+        let (s, v) = server
+            .call(Some(&police), "POST", "/v1/verifications", Some(&req))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let receipt = v["receipt"].as_str().unwrap().to_string();
+        assert!(receipt.starts_with("ELR1:"));
+
+        // Offline, with the CLI and only the root certificate (no data directory at all).
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root.pem");
+        std::fs::write(&root, &server.root_pem).unwrap();
+        let check = |text: &str| {
+            let f = dir.path().join("receipt.txt");
+            std::fs::write(&f, text).unwrap();
+            std::process::Command::new(env!("CARGO_BIN_EXE_elicense"))
+                .arg("--data-dir")
+                .arg(dir.path().join("no-such-dir"))
+                .args(["receipt", "verify"])
+                .arg(&f)
+                .arg("--root")
+                .arg(&root)
+                .output()
+                .unwrap()
+        };
+        let ok = check(&receipt);
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let out: String = String::from_utf8_lossy(&ok.stdout).into();
+        assert!(
+            out.contains("\"case_number\": \"2026-77\"")
+                && out.contains("\"basis\": \"statutory\""),
+            "{out}"
+        );
+        // The whole verification answer works as input too.
+        assert!(check(&v.to_string()).status.success());
+        assert!(
+            !dir.path().join("no-such-dir").exists(),
+            "offline check must not open a deployment"
+        );
+
+        // Any changed byte breaks it.
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&receipt[5..])
+            .unwrap();
+        let mut positions: Vec<usize> = (0..bytes.len()).step_by(11).collect();
+        positions.push(bytes.len() - 1);
+        for i in positions {
+            let mut b = bytes.clone();
+            b[i] ^= 0x01;
+            let text = format!(
+                "ELR1:{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&b)
+            );
+            let out = check(&text);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "byte {i} changed and the receipt still verified"
+            );
+        }
+        // Another region's root does not vouch for it.
+        let other = Env::new(super::common::Backend::Sqlite).await.unwrap();
+        std::fs::write(
+            &root,
+            elicense::pki::pem("CERTIFICATE", &other.app.pki.root().await.unwrap().der),
+        )
+        .unwrap();
+        assert_eq!(check(&receipt).status.code(), Some(1));
+
+        // Online check.
+        let (s, c) = env
+            .call(
+                "POST",
+                "/v1/receipts/verify",
+                Some(&json!({"receipt": receipt})),
+            )
+            .await;
+        assert_eq!(s, axum::http::StatusCode::OK, "{c}");
+        assert_eq!(c["payload"]["license_id"], license["id"]);
+        assert_eq!(c["payload"]["fields_sha256"].as_object().unwrap().len(), 2);
+        let (s, e) = env
+            .call(
+                "POST",
+                "/v1/receipts/verify",
+                Some(&json!({"receipt": "ELR1:AAAA"})),
+            )
+            .await;
+        assert_eq!(
+            (s, e["code"].clone()),
+            (axum::http::StatusCode::BAD_REQUEST, json!("RCP-0001"))
+        );
+    }
 
     async fn register(env: &Env, id: &str, statutory: bool, fields: &[&str]) -> Identity {
         let b = elicense::verify::clients::register(

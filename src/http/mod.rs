@@ -71,6 +71,7 @@ fn routes(app: &App) -> Router<App> {
     Router::new()
         .route("/healthz", get(admin::healthz))
         .route("/v1/holder/sessions", post(holder::dev_sign_in))
+        .route("/v1/receipts/verify", post(verify::verify_receipt))
         .merge(holder)
         .route("/openapi.json", get(openapi::document))
         .route("/v1/region", get(admin::region))

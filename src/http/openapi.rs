@@ -28,6 +28,7 @@ use utoipa::{Modify, OpenApi};
         super::verify::add_client,
         super::verify::list_clients,
         super::verify::revoke_client,
+        super::verify::verify_receipt,
         super::holder::dev_sign_in,
         super::holder::licenses,
         super::holder::list_grants,

@@ -100,3 +100,25 @@ pub async fn revoke_client(
 ) -> ApiResult<axum::Json<ClientView>> {
     Ok(axum::Json(clients::revoke(&app, &id, &r.reason).await?))
 }
+
+/// A receipt to check.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptCheck {
+    /// `ELR1:...` as returned in a verification answer.
+    pub receipt: String,
+}
+
+#[utoipa::path(post, path = "/v1/receipts/verify", tag = "verification", request_body = ReceiptCheck,
+    responses((status = 200, body = crate::verify::receipt::Checked),
+              (status = 400, description = "not a valid receipt (RCP-0001)", body = ErrorBody)))]
+pub async fn verify_receipt(
+    State(app): State<App>,
+    Json(r): Json<ReceiptCheck>,
+) -> ApiResult<axum::Json<crate::verify::receipt::Checked>> {
+    let root = app.pki.root().await?;
+    Ok(axum::Json(crate::verify::receipt::verify(
+        &r.receipt,
+        &[root.der],
+    )?))
+}

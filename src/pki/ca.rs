@@ -24,6 +24,7 @@ const ROOT_YEARS: i64 = 20;
 const AUTHORITY_YEARS: i64 = 5;
 const CRL_DAYS: i64 = 7;
 const SERVER_DAYS: i64 = 397;
+const SIGNER_DAYS: i64 = 730;
 
 /// The region's certificate authority.
 #[derive(Clone)]
@@ -241,6 +242,66 @@ impl Pki {
         let row = cert_row(
             "server",
             format!("CN=elicense {}", region.code),
+            None,
+            Some(&key_row),
+            der,
+            &params,
+            now.unix_timestamp(),
+        )?;
+        self.store.insert_certificate(&row, Some(&key_row)).await?;
+        Ok(row)
+    }
+
+    /// The service's own signing certificate (verification receipts): the newest one, or a new
+    /// one when there is none or it expires within 30 days. Its key stays in the key store.
+    pub async fn service_signer(&self) -> Result<CertRow> {
+        let now = self.clock.now();
+        if let Some(c) = self.store.latest_certificate("signer").await?
+            && c.not_after > now.unix_timestamp() + 30 * 86_400
+        {
+            return Ok(c);
+        }
+        let region = self.region().await?;
+        let (key_row, key) = self.keys.generate(now.unix_timestamp())?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CountryName, printable("CN")?);
+        dn.push(DnType::OrganizationName, region.name.clone());
+        dn.push(
+            DnType::CommonName,
+            format!("elicense {} service signer", region.code),
+        );
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::ContentCommitment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(
+            EKU_DOCUMENT_SIGNING.to_vec(),
+        )];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + Duration::days(SIGNER_DAYS);
+        params.serial_number = Some(random_serial()?);
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![format!(
+                "{}/v1/pki/crl",
+                self.public_url.trim_end_matches('/')
+            )],
+        }];
+        let public = PublicKey(key.public_key().to_vec());
+        let der = self
+            .with_root_issuer(|issuer| {
+                params
+                    .signed_by(&public, issuer)
+                    .map(|c| c.der().to_vec())
+                    .map_err(|e| Error::internal(format!("signer certificate: {e}")))
+            })
+            .await?;
+        let row = cert_row(
+            "signer",
+            format!("CN=elicense {} service signer", region.code),
             None,
             Some(&key_row),
             der,

@@ -6,6 +6,7 @@
 
 pub mod clients;
 pub mod grants;
+pub mod receipt;
 
 use crate::app::App;
 use crate::error::{Error, FieldError, Result};
@@ -78,6 +79,9 @@ pub struct Verification {
     #[schema(value_type = Object)]
     pub fields: Map<String, Value>,
     pub fields_withheld: Vec<String>,
+    /// Signed receipt of this answer (`ELR1:` + base64url COSE_Sign1) for the case file;
+    /// verify it with `elicense receipt verify` or `POST /v1/receipts/verify`.
+    pub receipt: String,
 }
 
 fn text_ok(s: &str) -> bool {
@@ -216,7 +220,8 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
     } else {
         "statutory"
     };
-    app.audit
+    let audit_seq = app
+        .audit
         .append(crate::audit::Entry::new(
             &client.id,
             "verification",
@@ -229,8 +234,29 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
             }),
         ))
         .await?;
+    let checked_at = app.clock.unix();
+    let region = app.licenses.region_code().await?;
+    let receipt = receipt::issue(
+        &app.pki,
+        &receipt::Facts {
+            region: &region,
+            license_id: &row.id,
+            license_version: row.version,
+            status_code: status.code(),
+            authentic,
+            fields: &fields,
+            basis,
+            client: &client.id,
+            matter_code: &r.matter_code,
+            case_number: &r.case_number,
+            verified_at: checked_at,
+            audit_seq,
+        },
+    )
+    .await?;
     Ok(Verification {
-        checked_at: app.clock.unix(),
+        checked_at,
+        receipt,
         matter_code: r.matter_code,
         case_number: r.case_number,
         client: client.id.clone(),
