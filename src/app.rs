@@ -17,6 +17,10 @@ pub struct App {
     pub pki: Pki,
     pub licenses: Licenses,
     pub audit: crate::audit::Audit,
+    /// Issuer facts for verification, shared by all requests of this node.
+    pub issuers: Arc<crate::verify::IssuerCache>,
+    /// Client-certificate revocations, shared by all requests of this node.
+    pub revocations: Arc<crate::verify::clients::RevocationCache>,
     pub clock: SharedClock,
 }
 
@@ -55,6 +59,8 @@ impl App {
             pki,
             licenses,
             audit,
+            issuers: Arc::new(crate::verify::IssuerCache::default()),
+            revocations: Arc::new(crate::verify::clients::RevocationCache::default()),
             clock,
         })
     }

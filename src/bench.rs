@@ -30,6 +30,12 @@ pub struct BenchArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pub postgres: String,
+    /// Skip the issuance figures (run only the verification benchmark).
+    #[arg(long)]
+    pub verify_only: bool,
+    /// Seconds of verification load (default 20; 5 with --quick).
+    #[arg(long)]
+    pub verify_seconds: Option<u64>,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -219,7 +225,10 @@ pub async fn run(_g: &crate::cli::Global, args: BenchArgs) -> anyhow::Result<()>
         },
     ];
     let mut backends = vec![("sqlite".to_string(), None)];
-    if args.postgres != "none" {
+    if args.verify_only {
+        backends.clear();
+    }
+    if args.postgres != "none" && !args.verify_only {
         backends.push(("postgres".to_string(), Some(args.postgres.clone())));
     }
     for (backend, admin_url) in backends {
@@ -260,6 +269,42 @@ pub async fn run(_g: &crate::cli::Global, args: BenchArgs) -> anyhow::Result<()>
             note: "API path: validate, check duplicate, reserve serial, sign, commit".into(),
         });
     }
+    // Verification over mutual TLS, 64 connections, against the raw verification rate.
+    let vdur = Duration::from_secs(
+        args.verify_seconds
+            .unwrap_or(if args.quick { 5 } else { 20 }),
+    );
+    let rawv1 = crate::bench_verify::raw_verify_rate(1, dur);
+    let rawv = crate::bench_verify::raw_verify_rate(cores, dur);
+    let load = crate::bench_verify::run(2000, 64, vdur).await?;
+    let rps = load.requests as f64 / load.seconds;
+    figs.push(Figure {
+        name: "raw ES256 verify, 1 thread".into(),
+        value: rawv1,
+        unit: "verify/s".into(),
+        baseline: None,
+        ratio: None,
+        note: String::new(),
+    });
+    figs.push(Figure {
+        name: format!("raw ES256 verify, {cores} threads"),
+        value: rawv,
+        unit: "verify/s".into(),
+        baseline: None,
+        ratio: None,
+        note: String::new(),
+    });
+    figs.push(Figure {
+        name: "verifications over mTLS, 64 conns, sqlite".into(),
+        value: rps,
+        unit: "req/s".into(),
+        baseline: Some(format!("raw verify {cores} threads {rawv:.0}/s")),
+        ratio: Some(rps / rawv),
+        note: format!(
+            "p50 {:.2} ms, p99 {:.2} ms, {} errors; targets: ratio >= 0.50, p99 < 10 ms",
+            load.p50_ms, load.p99_ms, load.errors
+        ),
+    });
     println!(
         "{:<42} {:>12} {:<12} {:>7}  baseline / note",
         "figure", "value", "unit", "ratio"

@@ -1030,8 +1030,51 @@ mod mtls {
     crate::both_backends!(
         verification_over_mutual_tls,
         holder_grants_release_exactly_what_they_say,
-        receipts_verify_offline_and_fail_on_any_change
+        receipts_verify_offline_and_fail_on_any_change,
+        concurrent_first_verifications_all_succeed
     );
+
+    /// Many clients at once on a fresh node: the first verifications race to create the service
+    /// signer and append to the audit log (SQLite once answered "database is locked" here).
+    async fn concurrent_first_verifications_all_succeed(env: Env) {
+        let license = env.issue(120).await;
+        let police = register(&env, "traffic-police", true, &["sex"]).await;
+        let server = std::sync::Arc::new(env.start_tls().await);
+        let req = json!({"matter_code": "m", "case_number": "c", "license_id": license["id"]});
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let (server, police, req) = (server.clone(), police.clone(), req.clone());
+            tasks.push(tokio::spawn(async move {
+                server
+                    .call(Some(&police), "POST", "/v1/verifications", Some(&req))
+                    .await
+            }));
+        }
+        for t in tasks {
+            let (s, v) = t.await.unwrap();
+            assert_eq!(s, 200, "{v}");
+        }
+        let signers = match &env.app.store {
+            elicense::store::Store::Sqlite(p) => sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM certificates WHERE kind = 'signer'",
+            )
+            .fetch_one(p)
+            .await
+            .unwrap(),
+            elicense::store::Store::Postgres(p) => sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM certificates WHERE kind = 'signer'",
+            )
+            .fetch_one(p)
+            .await
+            .unwrap(),
+        };
+        assert_eq!(signers, 1, "one service signer, not one per racing request");
+        let r = elicense::audit::verify(&env.app.store, &env.app.pki)
+            .await
+            .unwrap();
+        assert_eq!(r.problem, None);
+        assert!(r.entries >= 33);
+    }
 
     async fn receipts_verify_offline_and_fail_on_any_change(env: Env) {
         use base64::Engine;

@@ -188,6 +188,7 @@ pub async fn revoke_authority_cert(
         .await?
         .ok_or(Error::UnknownAuthority { code })?;
     app.pki.revoke(&row.cert_serial, &r.reason).await?;
+    app.issuers.forget(&row.credit_code);
     Ok(axum::Json(authority_view(&app, row).await?))
 }
 

@@ -29,6 +29,8 @@ use tokio_rustls::server::TlsStream;
 pub struct TlsPeer {
     pub remote: SocketAddr,
     pub client_cert: Option<Arc<CertificateDer<'static>>>,
+    /// What the certificate was found to be, once per connection.
+    pub auth: crate::verify::clients::ConnectionAuth,
 }
 
 impl Connected<IncomingStream<'_, TlsListener>> for TlsPeer {
@@ -59,6 +61,7 @@ impl Listener for TlsListener {
         Ok(TlsPeer {
             remote: self.local,
             client_cert: None,
+            auth: Default::default(),
         })
     }
 }
@@ -97,6 +100,7 @@ pub async fn bind(addr: &str, config: Arc<ServerConfig>) -> std::io::Result<TlsL
                                 TlsPeer {
                                     remote,
                                     client_cert,
+                                    auth: Default::default(),
                                 },
                             ))
                             .await;

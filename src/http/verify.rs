@@ -18,7 +18,7 @@ pub async fn require_client(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    match clients::authenticate(&app, peer.client_cert.as_deref()).await {
+    match clients::authenticate(&app, peer.client_cert.as_deref(), &peer.auth).await {
         Ok(client) => {
             req.extensions_mut().insert(client);
             Ok(next.run(req).await)

@@ -33,6 +33,12 @@ pub struct Pki {
     keys: Arc<KeyStore>,
     clock: SharedClock,
     public_url: String,
+    /// The root never changes once the region exists.
+    root: Arc<std::sync::OnceLock<CertRow>>,
+    /// The current service signer certificate.
+    signer: Arc<std::sync::RwLock<Option<CertRow>>>,
+    /// Only one task issues a new signer certificate at a time.
+    signer_issue: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Pki {
@@ -68,6 +74,9 @@ impl Pki {
             keys,
             clock,
             public_url,
+            root: Arc::new(std::sync::OnceLock::new()),
+            signer: Arc::new(std::sync::RwLock::new(None)),
+            signer_issue: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -132,11 +141,17 @@ impl Pki {
 
     /// The root CA certificate.
     pub async fn root(&self) -> Result<CertRow> {
+        if let Some(r) = self.root.get() {
+            return Ok(r.clone());
+        }
         let region = self.region().await?;
-        self.store
+        let root = self
+            .store
             .certificate(&region.root_serial)
             .await?
-            .ok_or_else(|| Error::internal("root certificate missing"))
+            .ok_or_else(|| Error::internal("root certificate missing"))?;
+        let _ = self.root.set(root.clone());
+        Ok(root)
     }
 
     async fn with_root_issuer<T>(
@@ -256,9 +271,19 @@ impl Pki {
     /// one when there is none or it expires within 30 days. Its key stays in the key store.
     pub async fn service_signer(&self) -> Result<CertRow> {
         let now = self.clock.now();
-        if let Some(c) = self.store.latest_certificate("signer").await?
-            && c.not_after > now.unix_timestamp() + 30 * 86_400
+        let fresh = |c: &CertRow| c.not_after > now.unix_timestamp() + 30 * 86_400;
+        if let Some(c) = self.signer.read().ok().and_then(|g| g.clone())
+            && fresh(&c)
         {
+            return Ok(c);
+        }
+        let _one_at_a_time = self.signer_issue.lock().await;
+        if let Some(c) = self.store.latest_certificate("signer").await?
+            && fresh(&c)
+        {
+            if let Ok(mut g) = self.signer.write() {
+                *g = Some(c.clone());
+            }
             return Ok(c);
         }
         let region = self.region().await?;
@@ -309,6 +334,9 @@ impl Pki {
             now.unix_timestamp(),
         )?;
         self.store.insert_certificate(&row, Some(&key_row)).await?;
+        if let Ok(mut g) = self.signer.write() {
+            *g = Some(row.clone());
+        }
         Ok(row)
     }
 

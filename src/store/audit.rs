@@ -49,32 +49,35 @@ impl Store {
         for _ in 0..20 {
             let r: std::result::Result<(Vec<i64>, Vec<u8>), sqlx::Error> = with_pool!(self, pool => {
                 async {
-                    let mut tx = pool.begin().await?;
+                    let mut tx = pool.begin_with(super::write_begin(pool)).await?;
                     let last: Option<(i64, Vec<u8>)> =
                         sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
                             .fetch_optional(&mut *tx)
                             .await?;
                     let (mut seq, mut prev) = last.unwrap_or((0, vec![0u8; 32]));
                     let mut seqs = Vec::with_capacity(entries.len());
+                    let mut rows = Vec::with_capacity(entries.len());
                     for e in entries {
                         seq += 1;
                         let hash = link(&prev, seq, e);
-                        sqlx::query(
-                            "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                        )
-                        .bind(seq)
-                        .bind(e.at)
-                        .bind(&e.actor)
-                        .bind(&e.action)
-                        .bind(&e.subject)
-                        .bind(&e.details)
-                        .bind(&prev)
-                        .bind(&hash)
-                        .execute(&mut *tx)
-                        .await?;
+                        rows.push((seq, e, std::mem::replace(&mut prev, hash.clone()), hash));
                         seqs.push(seq);
-                        prev = hash;
+                    }
+                    for chunk in rows.chunks(500) {
+                        let mut qb = sqlx::QueryBuilder::new(
+                            "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) ",
+                        );
+                        qb.push_values(chunk, |mut b, (seq, e, prev, hash)| {
+                            b.push_bind(*seq)
+                                .push_bind(e.at)
+                                .push_bind(&e.actor)
+                                .push_bind(&e.action)
+                                .push_bind(&e.subject)
+                                .push_bind(&e.details)
+                                .push_bind(prev)
+                                .push_bind(hash);
+                        });
+                        qb.build().execute(&mut *tx).await?;
                     }
                     tx.commit().await?;
                     Ok((seqs, prev))

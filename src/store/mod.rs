@@ -113,6 +113,17 @@ impl Store {
     }
 }
 
+/// The statement that opens a transaction which reads and then writes. On SQLite a deferred
+/// transaction that reads first fails with SQLITE_BUSY_SNAPSHOT when another connection commits
+/// before it writes; `BEGIN IMMEDIATE` takes the write lock up front (waiting on busy_timeout).
+pub(crate) fn write_begin<DB: sqlx::Database>(_: &sqlx::Pool<DB>) -> &'static str {
+    if DB::NAME == "SQLite" {
+        "BEGIN IMMEDIATE"
+    } else {
+        "BEGIN"
+    }
+}
+
 /// True when a database error is a unique-constraint violation.
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())

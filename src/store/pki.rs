@@ -167,7 +167,7 @@ impl Store {
         make: impl FnOnce(i64) -> Result<CrlRow>,
     ) -> Result<CrlRow> {
         with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(super::write_begin(pool)).await?;
             let last: Option<i64> = sqlx::query_scalar("SELECT MAX(number) FROM crls")
                 .fetch_one(&mut *tx)
                 .await?;

@@ -183,6 +183,7 @@ pub async fn revoke(app: &App, id: &str, reason: &str) -> Result<ClientView> {
         .await?
         .ok_or_else(|| Error::bad_request(format!("no client {id}")))?;
     app.pki.revoke(&row.cert_serial, reason).await?;
+    app.revocations.mark_revoked(&row.cert_serial);
     app.audit
         .append(crate::audit::Entry::new(
             "operator",
@@ -194,8 +195,38 @@ pub async fn revoke(app: &App, id: &str, reason: &str) -> Result<ClientView> {
     Ok(view(&row, true))
 }
 
+/// What one connection's certificate was found to be: the chain check and the registration
+/// lookup are done once per connection; validity and revocation are checked on every request.
+pub type ConnectionAuth = std::sync::Arc<std::sync::OnceLock<(Client, i64)>>;
+
 /// Decides whether the certificate a connection presented identifies a registered client now.
-pub async fn authenticate(app: &App, cert: Option<&CertificateDer<'static>>) -> Result<Client> {
+pub async fn authenticate(
+    app: &App,
+    cert: Option<&CertificateDer<'static>>,
+    cache: &ConnectionAuth,
+) -> Result<Client> {
+    if let Some((client, not_after)) = cache.get() {
+        let serial = client.cert_serial.clone();
+        if app.revocations.is_revoked(app, &serial).await? {
+            return Err(Error::ClientCertRevoked { serial });
+        }
+        if app.clock.unix() > *not_after {
+            return Err(Error::ClientCertExpired { serial });
+        }
+        return Ok(client.clone());
+    }
+    let client = authenticate_fully(app, cert).await?;
+    let not_after = app
+        .store
+        .certificate(&client.cert_serial)
+        .await?
+        .map(|c| c.not_after)
+        .unwrap_or(0);
+    let _ = cache.set((client.clone(), not_after));
+    Ok(client)
+}
+
+async fn authenticate_fully(app: &App, cert: Option<&CertificateDer<'static>>) -> Result<Client> {
     let cert = cert.ok_or(Error::ClientCertMissing)?;
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|_| {
         Error::ClientCertUntrusted {
@@ -252,4 +283,39 @@ pub async fn authenticate(app: &App, cert: Option<&CertificateDer<'static>>) -> 
         name: row.name,
         cert_serial: serial,
     })
+}
+
+/// Client-certificate revocation as this node knows it: a revocation made on this node applies
+/// at once; one made on another node of the same database applies within [`REVOCATION_TTL`].
+#[derive(Debug, Default)]
+pub struct RevocationCache(
+    std::sync::RwLock<std::collections::HashMap<String, (std::time::Instant, bool)>>,
+);
+
+/// How long a "not revoked" answer from the database is reused.
+pub const REVOCATION_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl RevocationCache {
+    pub async fn is_revoked(&self, app: &App, serial: &str) -> Result<bool> {
+        if let Some((at, revoked)) = self.0.read().ok().and_then(|m| m.get(serial).copied())
+            && (revoked || at.elapsed() < REVOCATION_TTL)
+        {
+            return Ok(revoked);
+        }
+        let revoked = app
+            .store
+            .certificate(serial)
+            .await?
+            .is_none_or(|c| c.revoked_at.is_some());
+        if let Ok(mut m) = self.0.write() {
+            m.insert(serial.to_string(), (std::time::Instant::now(), revoked));
+        }
+        Ok(revoked)
+    }
+
+    pub fn mark_revoked(&self, serial: &str) {
+        if let Ok(mut m) = self.0.write() {
+            m.insert(serial.to_string(), (std::time::Instant::now(), true));
+        }
+    }
 }

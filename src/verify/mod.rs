@@ -160,22 +160,13 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
             type_code: row.type_code.clone(),
         });
     }
-    let auth = app
-        .store
-        .authority(&row.issuer)
-        .await?
-        .ok_or_else(|| Error::internal("issuer of a stored license missing"))?;
-    let cert = app
-        .store
-        .certificate(&auth.cert_serial)
-        .await?
-        .ok_or_else(|| Error::internal("authority certificate missing"))?;
-    let (_, parsed) = x509_parser::parse_x509_certificate(&cert.der)
-        .map_err(|e| Error::internal(format!("authority certificate: {e}")))?;
-    let public_key = parsed.public_key().subject_public_key.data.to_vec();
-    let valid = record::verify_detached(&row.signature, row.record.as_bytes(), &public_key).is_ok()
+    let issuer = app.issuers.get(app, &row.issuer).await?;
+    let cert = &issuer.cert;
+    let valid = record::verify_detached(&row.signature, row.record.as_bytes(), &issuer.public_key)
+        .is_ok()
         && LicenseId::parse(&row.id).is_ok_and(|id| id.lineage() == row.lineage);
-    let chain_trusted = chain_ok(app, &cert.der, row.created_at).await?;
+    let chain_trusted =
+        issuer.chain_signatures_ok && (cert.not_before..=cert.not_after).contains(&row.created_at);
     let revoked_before = cert.revoked_at.is_some_and(|at| at <= row.created_at);
     let authentic = valid && chain_trusted && !revoked_before;
     let status = app.licenses.effective_status(&row);
@@ -271,7 +262,7 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
         type_code: row.type_code.clone(),
         number: row.number.clone(),
         issuer: row.issuer.clone(),
-        issuer_name: auth.name,
+        issuer_name: issuer.name.clone(),
         valid_from: row.valid_from.clone(),
         valid_to: row.valid_to.clone(),
         status,
@@ -281,6 +272,70 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
         fields,
         fields_withheld: withheld,
     })
+}
+
+/// What verification needs to know about an issuing authority, cached for a few seconds: the
+/// certificate, its public key, and whether its signatures chain to the region root for
+/// document signing (time-independent; the validity window is checked per license).
+#[derive(Debug)]
+pub struct IssuerInfo {
+    pub name: String,
+    pub cert: crate::store::CertRow,
+    pub public_key: Vec<u8>,
+    pub chain_signatures_ok: bool,
+}
+
+/// Issuer facts per authority code; entries are reloaded after [`ISSUER_TTL`], so a revoked
+/// authority certificate shows within that time on every node.
+#[derive(Debug, Default)]
+pub struct IssuerCache(
+    std::sync::RwLock<
+        std::collections::HashMap<String, (std::time::Instant, std::sync::Arc<IssuerInfo>)>,
+    >,
+);
+
+/// How long issuer facts are reused.
+pub const ISSUER_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl IssuerCache {
+    pub async fn get(&self, app: &App, code: &str) -> Result<std::sync::Arc<IssuerInfo>> {
+        if let Some((at, info)) = self.0.read().ok().and_then(|m| m.get(code).cloned())
+            && at.elapsed() < ISSUER_TTL
+        {
+            return Ok(info);
+        }
+        let auth = app
+            .store
+            .authority(code)
+            .await?
+            .ok_or_else(|| Error::internal("issuer of a stored license missing"))?;
+        let cert = app
+            .store
+            .certificate(&auth.cert_serial)
+            .await?
+            .ok_or_else(|| Error::internal("authority certificate missing"))?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(&cert.der)
+            .map_err(|e| Error::internal(format!("authority certificate: {e}")))?;
+        let public_key = parsed.public_key().subject_public_key.data.to_vec();
+        let chain_signatures_ok = chain_ok(app, &cert.der, cert.not_before + 1).await?;
+        let info = std::sync::Arc::new(IssuerInfo {
+            name: auth.name,
+            cert,
+            public_key,
+            chain_signatures_ok,
+        });
+        if let Ok(mut m) = self.0.write() {
+            m.insert(code.to_string(), (std::time::Instant::now(), info.clone()));
+        }
+        Ok(info)
+    }
+
+    /// Forgets an authority (after its certificate changed on this node).
+    pub fn forget(&self, code: &str) {
+        if let Ok(mut m) = self.0.write() {
+            m.remove(code);
+        }
+    }
 }
 
 /// Does an authority certificate chain to the region root for document signing at `at`?
