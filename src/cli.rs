@@ -88,6 +88,9 @@ pub enum Command {
     /// Verification receipts.
     #[command(subcommand)]
     Receipt(ReceiptCmd),
+    /// Other regions: trust lists (mutual recognition).
+    #[command(subcommand)]
+    Region(RegionCmd),
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -258,6 +261,31 @@ pub enum ClientCmd {
         #[arg(long, default_value = "unspecified")]
         reason: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegionCmd {
+    /// Write this region's signed trust list (and print its root's SHA-256 to give with it).
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Import another region's trust list; its root must match the SHA-256 agreed out of band.
+    Import {
+        /// The trust list file (ELT1:...).
+        file: PathBuf,
+        /// SHA-256 (hex) of that region's root certificate.
+        #[arg(long)]
+        root_sha256: String,
+        /// The client certificate that region issued us (PEM), for its verification endpoint.
+        #[arg(long, requires = "client_key")]
+        client_cert: Option<PathBuf>,
+        /// Its private key (PKCS#8 PEM); sealed into our key store.
+        #[arg(long, requires = "client_cert")]
+        client_key: Option<PathBuf>,
+    },
+    /// List the regions we recognise.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -457,7 +485,9 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 text
             };
             let roots = if root.is_empty() {
-                vec![open(g).await?.pki.root().await.map_err(coded)?.der]
+                crate::verify::trust::trusted_roots(&open(g).await?)
+                    .await
+                    .map_err(coded)?
             } else {
                 let mut out = Vec::new();
                 for p in &root {
@@ -480,6 +510,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 }
             }
         }
+        Command::Region(c) => region_cmd(g, c).await?,
         Command::Audit(AuditCmd::Verify) => {
             let app = open(g).await?;
             let r = crate::audit::verify(&app.store, &app.pki)
@@ -588,6 +619,68 @@ async fn authority(g: &Global, c: AuthorityCmd) -> anyhow::Result<()> {
                 .map_err(coded)?
                 .ok_or_else(|| anyhow::anyhow!("certificate missing"))?;
             print!("{}", crate::pki::pem("CERTIFICATE", &c.der));
+        }
+    }
+    Ok(())
+}
+
+async fn region_cmd(g: &Global, c: RegionCmd) -> anyhow::Result<()> {
+    let app = open(g).await?;
+    match c {
+        RegionCmd::Export { out } => {
+            let tl = crate::verify::trust::export(&app).await.map_err(coded)?;
+            std::fs::write(&out, &tl).with_context(|| format!("writing {}", out.display()))?;
+            let root = app.pki.root().await.map_err(coded)?;
+            println!("trust list written to {}", out.display());
+            println!(
+                "root SHA-256 (give it to the other region out of band): {}",
+                hex::encode(ring::digest::digest(&ring::digest::SHA256, &root.der))
+            );
+        }
+        RegionCmd::Import {
+            file,
+            root_sha256,
+            client_cert,
+            client_key,
+        } => {
+            let text = read_input(&file)?;
+            let der = |p: &PathBuf| -> anyhow::Result<Vec<u8>> {
+                let pem = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                Ok(x509_parser::pem::parse_x509_pem(&pem)
+                    .map_err(|_| anyhow::anyhow!("{} is not PEM", p.display()))?
+                    .1
+                    .contents)
+            };
+            let client = match (client_cert, client_key) {
+                (Some(c), Some(k)) => Some((der(&c)?, zeroize::Zeroizing::new(der(&k)?))),
+                _ => None,
+            };
+            let tl = crate::verify::trust::import(
+                &app,
+                &text,
+                &root_sha256,
+                client.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+            )
+            .await
+            .map_err(coded)?;
+            println!(
+                "region {} ({}) imported: {} authorities, endpoint {}",
+                tl.code,
+                tl.name,
+                tl.authorities.len(),
+                tl.endpoint.unwrap_or_else(|| "none".into())
+            );
+        }
+        RegionCmd::List => {
+            for r in app.store.foreign_regions().await.map_err(coded)? {
+                println!(
+                    "{}  {}  endpoint {}  client certificate {}",
+                    r.code,
+                    r.name,
+                    r.endpoint.unwrap_or_default(),
+                    if r.client_cert.is_some() { "yes" } else { "no" }
+                );
+            }
         }
     }
     Ok(())

@@ -15,6 +15,7 @@ pub struct FileConfig {
     pub listen: Option<String>,
     pub tls_listen: Option<String>,
     pub tls_hostnames: Option<Vec<String>>,
+    pub public_tls_url: Option<String>,
     pub public_url: Option<String>,
     pub master_key_file: Option<PathBuf>,
     pub max_body_bytes: Option<usize>,
@@ -34,6 +35,8 @@ pub struct Config {
     pub tls_listen: Option<String>,
     /// Names in the TLS server certificate.
     pub tls_hostnames: Vec<String>,
+    /// The HTTPS URL other regions reach our verification endpoint at (in our trust list).
+    pub public_tls_url: Option<String>,
     /// The URL clients reach this service at; written into certificates (CRL location).
     pub public_url: String,
     pub master_key_file: PathBuf,
@@ -85,6 +88,12 @@ impl Config {
             .or(file.public_url)
             .unwrap_or_else(|| format!("http://{listen}"));
         Ok(Config {
+            public_tls_url: file.public_tls_url.or_else(|| {
+                o.tls_listen
+                    .clone()
+                    .or(file.tls_listen.clone())
+                    .map(|l| format!("https://{l}"))
+            }),
             tls_listen: o.tls_listen.clone().or(file.tls_listen),
             tls_hostnames: file
                 .tls_hostnames

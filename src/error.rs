@@ -97,6 +97,10 @@ pub enum Error {
     GrantNotFound { id: String },
     #[error("the receipt is not valid: {reason}")]
     BadReceipt { reason: String },
+    #[error("the trust list is not valid: {reason}")]
+    BadTrustList { reason: String },
+    #[error("the region {region} that issued this license cannot be reached: {reason}")]
+    ForeignRegion { region: String, reason: String },
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed on this route")]
@@ -142,6 +146,8 @@ impl Error {
             Error::OutOfScope { .. } => "VER-0001",
             Error::DevLoginDisabled => "HOL-0001",
             Error::BadReceipt { .. } => "RCP-0001",
+            Error::BadTrustList { .. } => "TRL-0001",
+            Error::ForeignRegion { .. } => "TRL-0002",
             Error::GrantNotFound { .. } => "HOL-0002",
             Error::MethodNotAllowed => "REQ-0405",
             Error::NotInitialised => "SYS-0001",
@@ -160,7 +166,9 @@ impl Error {
             | Error::InvalidType { .. }
             | Error::BadRequest { .. }
             | Error::BodyTooLarge
-            | Error::BadReceipt { .. } => Kind::Invalid,
+            | Error::BadReceipt { .. }
+            | Error::BadTrustList { .. } => Kind::Invalid,
+            Error::ForeignRegion { .. } => Kind::Unavailable,
             Error::LicenseNotFound { .. } | Error::RouteNotFound | Error::GrantNotFound { .. } => {
                 Kind::NotFound
             }

@@ -1031,8 +1031,176 @@ mod mtls {
         verification_over_mutual_tls,
         holder_grants_release_exactly_what_they_say,
         receipts_verify_offline_and_fail_on_any_change,
-        concurrent_first_verifications_all_succeed
+        concurrent_first_verifications_all_succeed,
+        two_regions_recognise_each_other
     );
+
+    /// Region A (this backend) and region B (SQLite), two services, two PKIs, on loopback.
+    async fn two_regions_recognise_each_other(a: Env) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let b_authority = elicense::demo::credit("11340100MB0000011");
+        let b = Env::with_region(
+            super::common::Backend::Sqlite,
+            "340100",
+            vec![(
+                b_authority.clone(),
+                "合肥市公安局".into(),
+                vec![elicense::license::types::RESIDENT_ID_CARD.into()],
+            )],
+            Some(port),
+        )
+        .await
+        .unwrap();
+        let b_server = b.start_tls().await;
+        // A license of region B.
+        let mut rng = elicense::demo::Rng::new(77);
+        let req = elicense::demo::request(
+            &mut rng,
+            elicense::license::types::RESIDENT_ID_CARD,
+            &b_authority,
+            1,
+        );
+        let (s, license) = b.call("POST", "/v1/licenses", Some(&req)).await;
+        assert_eq!(s, axum::http::StatusCode::CREATED, "{license}");
+        let id = license["id"].as_str().unwrap().to_string();
+        // B registers A as a client; A imports B's trust list with the pinned root and that bundle.
+        let bundle = elicense::verify::clients::register(
+            &b.app,
+            elicense::verify::clients::NewClient {
+                id: "region-340600".into(),
+                name: "测试市 340600".into(),
+                department: "mutual recognition".into(),
+                types: vec![elicense::license::types::RESIDENT_ID_CARD.into()],
+                fields: vec!["sex".into(), "birth_date".into()],
+                statutory: true,
+                days: Some(365),
+            },
+        )
+        .await
+        .unwrap();
+        let tl = elicense::verify::trust::export(&b.app).await.unwrap();
+        let b_root = b.app.pki.root().await.unwrap().der;
+        let pin = hex::encode(ring::digest::digest(&ring::digest::SHA256, &b_root));
+        let der = |pem: &str| {
+            x509_parser::pem::parse_x509_pem(pem.as_bytes())
+                .unwrap()
+                .1
+                .contents
+        };
+        // A wrong pin and a tampered list are refused.
+        let wrong = elicense::verify::trust::import(&a.app, &tl, &"00".repeat(32), None).await;
+        assert_eq!(wrong.unwrap_err().code(), "TRL-0001");
+        let mut tampered = tl.clone();
+        let n = tampered.len();
+        let swap = if &tl[n - 10..n - 9] == "A" { "B" } else { "A" };
+        tampered.replace_range(n - 10..n - 9, swap);
+        assert_eq!(
+            elicense::verify::trust::import(&a.app, &tampered, &pin, None)
+                .await
+                .unwrap_err()
+                .code(),
+            "TRL-0001"
+        );
+        let imported = elicense::verify::trust::import(
+            &a.app,
+            &tl,
+            &pin,
+            Some((&der(&bundle.certificate), &der(&bundle.private_key))),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (imported.code.as_str(), imported.authorities.len()),
+            ("340100", 1)
+        );
+
+        // A's case system verifies B's license through A.
+        let case = register(&a, "case-a", true, &["sex"]).await;
+        let a_server = a.start_tls().await;
+        let ask = json!({"matter_code": "M", "case_number": "C-9", "license_id": id});
+        let (s, v) = a_server
+            .call(Some(&case), "POST", "/v1/verifications", Some(&ask))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(
+            (
+                v["region"].clone(),
+                v["authentic"].clone(),
+                v["status"].clone()
+            ),
+            (json!("340100"), json!(true), json!("valid")),
+            "{v}"
+        );
+        let mut released: Vec<String> = v["fields"].as_object().unwrap().keys().cloned().collect();
+        released.sort();
+        assert_eq!(
+            released,
+            vec!["sex".to_string()],
+            "B released sex and birth_date to A; A's client may see sex only"
+        );
+        // B's receipt verifies at A (A now trusts B's root), and A's own receipt too.
+        let (s, c) = a
+            .call(
+                "POST",
+                "/v1/receipts/verify",
+                Some(&json!({"receipt": v["foreign_receipt"]})),
+            )
+            .await;
+        assert_eq!(
+            (s, c["payload"]["client"].clone()),
+            (axum::http::StatusCode::OK, json!("region-340600")),
+            "{c}"
+        );
+        let (s, _) = a
+            .call(
+                "POST",
+                "/v1/receipts/verify",
+                Some(&json!({"receipt": v["receipt"]})),
+            )
+            .await;
+        assert_eq!(s, axum::http::StatusCode::OK);
+
+        // Revoked in B: revoked in A at once.
+        b.call(
+            "POST",
+            &format!("/v1/licenses/{id}/status"),
+            Some(&json!({"status": "revoked", "reason": "吊销"})),
+        )
+        .await;
+        let (_, v) = a_server
+            .call(Some(&case), "POST", "/v1/verifications", Some(&ask))
+            .await;
+        assert_eq!(v["status"], "revoked", "{v}");
+
+        // A license id of B that does not exist: not found, through B.
+        let missing = elicense::license::id::LicenseId::new(
+            elicense::license::types::RESIDENT_ID_CARD,
+            &b_authority,
+            "202699999999",
+            1,
+        )
+        .unwrap();
+        let (s, e) = a_server.call(Some(&case), "POST", "/v1/verifications", Some(&json!({"matter_code": "M", "case_number": "C", "license_id": missing.to_string()}))).await;
+        assert_eq!((s, e["code"].clone()), (404, json!("LIC-0004")), "{e}");
+        // B stopped: a clear 503, not a hang or a 500.
+        drop(b_server);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (s, e) = a_server
+            .call(Some(&case), "POST", "/v1/verifications", Some(&ask))
+            .await;
+        assert_eq!((s, e["code"].clone()), (503, json!("TRL-0002")), "{e}");
+        assert_eq!(
+            elicense::audit::verify(&a.app.store, &a.app.pki)
+                .await
+                .unwrap()
+                .problem,
+            None
+        );
+    }
 
     /// Many clients at once on a fresh node: the first verifications race to create the service
     /// signer and append to the audit log (SQLite once answered "database is locked" here).

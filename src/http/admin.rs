@@ -220,3 +220,10 @@ pub async fn add_type(
     let t = app.licenses.register_type(def).await?;
     Ok((StatusCode::CREATED, axum::Json(t.def.clone())))
 }
+
+#[utoipa::path(get, path = "/v1/trust-list", tag = "pki",
+    responses((status = 200, description = "This region's signed trust list (`ELT1:` + base64url COSE_Sign1)", content_type = "text/plain", body = String)))]
+pub async fn trust_list(State(app): State<App>) -> ApiResult<impl IntoResponse> {
+    let tl = crate::verify::trust::export(&app).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain")], tl))
+}

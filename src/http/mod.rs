@@ -77,6 +77,7 @@ fn routes(app: &App) -> Router<App> {
         .route("/v1/region", get(admin::region))
         .route("/v1/pki/root", get(admin::root_pem))
         .route("/v1/pki/crl", get(admin::crl))
+        .route("/v1/trust-list", get(admin::trust_list))
         .merge(protected)
 }
 

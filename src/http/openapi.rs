@@ -11,6 +11,7 @@ use utoipa::{Modify, OpenApi};
         super::admin::region,
         super::admin::root_pem,
         super::admin::crl,
+        super::admin::trust_list,
         super::admin::authorities,
         super::admin::authority,
         super::admin::add_authority,

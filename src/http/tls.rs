@@ -82,6 +82,10 @@ pub async fn bind(addr: &str, config: Arc<ServerConfig>) -> std::io::Result<TlsL
                     continue;
                 }
             };
+            if tx.is_closed() {
+                // The server that consumed these connections is gone.
+                break;
+            }
             let _ = sock.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
@@ -174,7 +178,7 @@ impl ClientCertVerifier for DeferredClientAuth {
 
 /// The server's key, signing through the key store's `Signer` (it never leaves the store).
 #[derive(Debug)]
-struct StoreKey(Arc<dyn KeySigner>);
+pub(crate) struct StoreKey(pub(crate) Arc<dyn KeySigner>);
 
 impl std::fmt::Debug for dyn KeySigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -116,9 +116,8 @@ pub async fn verify_receipt(
     State(app): State<App>,
     Json(r): Json<ReceiptCheck>,
 ) -> ApiResult<axum::Json<crate::verify::receipt::Checked>> {
-    let root = app.pki.root().await?;
+    let roots = crate::verify::trust::trusted_roots(&app).await?;
     Ok(axum::Json(crate::verify::receipt::verify(
-        &r.receipt,
-        &[root.der],
+        &r.receipt, &roots,
     )?))
 }

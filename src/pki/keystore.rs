@@ -283,6 +283,25 @@ impl KeyStore {
         Ok((row, key))
     }
 
+    /// Seals a P-256 PKCS#8 key handed to us (e.g. the client key another region issued us);
+    /// returns its row for the caller to store, and a signer.
+    pub fn import_pkcs8(&self, pkcs8: &[u8], now: i64) -> Result<(KeyRow, Arc<SoftwareKey>)> {
+        let mut id_bytes = [0u8; 16];
+        self.rng
+            .fill(&mut id_bytes)
+            .map_err(|_| Error::internal("random generator failed"))?;
+        let id = hex::encode(id_bytes);
+        let key = Arc::new(SoftwareKey::from_pkcs8(&id, pkcs8)?);
+        let row = KeyRow {
+            id: id.clone(),
+            algorithm: "ES256".into(),
+            public_key: key.public_key().to_vec(),
+            sealed: self.seal(&id, pkcs8)?,
+            created_at: now,
+        };
+        Ok((row, key))
+    }
+
     fn seal(&self, id: &str, plaintext: &[u8]) -> Result<Vec<u8>> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng

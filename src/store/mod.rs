@@ -9,6 +9,7 @@ mod clients;
 mod grants;
 mod licenses;
 mod pki;
+mod regions;
 mod types;
 
 pub use audit::*;
@@ -16,6 +17,7 @@ pub use clients::*;
 pub use grants::*;
 pub use licenses::*;
 pub use pki::*;
+pub use regions::*;
 pub use types::*;
 
 use crate::error::{Error, Result};

@@ -7,6 +7,8 @@
 pub mod clients;
 pub mod grants;
 pub mod receipt;
+pub mod remote;
+pub mod trust;
 
 use crate::app::App;
 use crate::error::{Error, FieldError, Result};
@@ -79,6 +81,10 @@ pub struct Verification {
     #[schema(value_type = Object)]
     pub fields: Map<String, Value>,
     pub fields_withheld: Vec<String>,
+    /// The region that issued the license, when it is not ours (resolved through its endpoint).
+    pub region: Option<String>,
+    /// That region's own signed receipt, which our answer relies on.
+    pub foreign_receipt: Option<String>,
     /// Signed receipt of this answer (`ELR1:` + base64url COSE_Sign1) for the case file;
     /// verify it with `elicense receipt verify` or `POST /v1/receipts/verify`.
     pub receipt: String,
@@ -153,7 +159,23 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
     if !errs.is_empty() {
         return Err(Error::InvalidFields { errors: errs });
     }
-    let row = find(app, &r).await?;
+    let row = match find(app, &r).await {
+        Ok(row) => row,
+        Err(Error::LicenseNotFound { id }) => {
+            // Perhaps another region's license: resolved through that region's endpoint.
+            let foreign = match r.license_id.as_deref().map(LicenseId::parse) {
+                Some(Ok(parsed)) => trust::region_of_issuer(app, &parsed.issuer_code)
+                    .await?
+                    .map(|region| (region, parsed)),
+                _ => None,
+            };
+            return match foreign {
+                Some((region, parsed)) => verify_foreign(app, client, r, region, parsed).await,
+                None => Err(Error::LicenseNotFound { id }),
+            };
+        }
+        Err(e) => return Err(e),
+    };
     if !client.types.contains(&row.type_code) {
         return Err(Error::OutOfScope {
             client: client.id.clone(),
@@ -248,6 +270,8 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
     Ok(Verification {
         checked_at,
         receipt,
+        region: None,
+        foreign_receipt: None,
         matter_code: r.matter_code,
         case_number: r.case_number,
         client: client.id.clone(),
@@ -271,6 +295,149 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
         grants: grants_used,
         fields,
         fields_withheld: withheld,
+    })
+}
+
+/// Verifies another region's license by asking that region (mutual TLS, our cross-region client
+/// certificate), checking its signed receipt against its pinned root, and releasing to our
+/// client only what that region released and our client's scope and statutory basis allow.
+async fn verify_foreign(
+    app: &App,
+    client: &Client,
+    r: VerifyRequest,
+    region: crate::store::ForeignRegionRow,
+    parsed: LicenseId,
+) -> Result<Verification> {
+    if !client.types.contains(&parsed.type_code) {
+        return Err(Error::OutOfScope {
+            client: client.id.clone(),
+            type_code: parsed.type_code.clone(),
+        });
+    }
+    let id = parsed.to_string();
+    let ask = serde_json::json!({"matter_code": r.matter_code, "case_number": r.case_number, "license_id": id});
+    let (status, answer) = remote::post(app, &region, "/v1/verifications", &ask).await?;
+    let fail = |why: String| Error::ForeignRegion {
+        region: region.code.clone(),
+        reason: why,
+    };
+    match status {
+        200 => {}
+        404 => return Err(Error::LicenseNotFound { id }),
+        s => {
+            return Err(fail(format!(
+                "it answered {s} {}",
+                answer.get("code").and_then(Value::as_str).unwrap_or("")
+            )));
+        }
+    }
+    let their_receipt = answer
+        .get("receipt")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let checked = receipt::verify(&their_receipt, std::slice::from_ref(&region.root_der))
+        .map_err(|e| fail(format!("its receipt does not verify: {e}")))?;
+    let s = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let receipt_status = s(&checked.payload, "status");
+    let status_code = s(&answer, "status_code");
+    if s(&checked.payload, "license_id") != s(&answer, "license_id")
+        || receipt_status != status_code
+    {
+        return Err(fail("its answer and its receipt disagree".into()));
+    }
+    let authentic = answer.get("authentic") == Some(&Value::Bool(true))
+        && checked.payload.get("authentic") == Some(&Value::Bool(true));
+    let status = Status::from_code(&status_code).ok_or_else(|| fail("unknown status".into()))?;
+    let mut fields = Map::new();
+    let mut withheld = Vec::new();
+    if let Some(theirs) = answer.get("fields").and_then(Value::as_object) {
+        for (k, v) in theirs {
+            if authentic && client.statutory && client.may_see(k) {
+                fields.insert(k.clone(), v.clone());
+            } else {
+                withheld.push(k.clone());
+            }
+        }
+    }
+    let basis = if fields.is_empty() {
+        "none"
+    } else {
+        "statutory"
+    };
+    let audit_seq = app
+        .audit
+        .append(crate::audit::Entry::new(
+            &client.id,
+            "verification",
+            &id,
+            serde_json::json!({
+                "matter_code": r.matter_code, "case_number": r.case_number, "basis": basis,
+                "fields_released": fields.keys().collect::<Vec<_>>(), "authentic": authentic,
+                "status": status.code(), "region": region.code,
+            }),
+        ))
+        .await?;
+    let checked_at = app.clock.unix();
+    let own_region = app.licenses.region_code().await?;
+    let version = i64::from(parsed.version);
+    let receipt = receipt::issue(
+        &app.pki,
+        &receipt::Facts {
+            region: &own_region,
+            license_id: &id,
+            license_version: version,
+            status_code: status.code(),
+            authentic,
+            fields: &fields,
+            basis,
+            client: &client.id,
+            matter_code: &r.matter_code,
+            case_number: &r.case_number,
+            verified_at: checked_at,
+            audit_seq,
+        },
+    )
+    .await?;
+    let sig = answer.get("signature").cloned().unwrap_or(Value::Null);
+    Ok(Verification {
+        checked_at,
+        matter_code: r.matter_code,
+        case_number: r.case_number,
+        client: client.id.clone(),
+        authentic,
+        signature: SignatureCheck {
+            valid: sig.get("valid") == Some(&Value::Bool(true)),
+            chain_trusted: sig.get("chain_trusted") == Some(&Value::Bool(true)),
+            issuer_certificate_serial: s(&sig, "issuer_certificate_serial"),
+            issuer_certificate_revoked_at: sig
+                .get("issuer_certificate_revoked_at")
+                .and_then(Value::as_i64),
+        },
+        license_id: id,
+        type_code: parsed.type_code.clone(),
+        number: s(&answer, "number"),
+        issuer: parsed.issuer_code.clone(),
+        issuer_name: s(&answer, "issuer_name"),
+        valid_from: s(&answer, "valid_from"),
+        valid_to: answer
+            .get("valid_to")
+            .and_then(Value::as_str)
+            .map(String::from),
+        status,
+        status_code: status.code().to_string(),
+        basis: basis.into(),
+        grants: Vec::new(),
+        fields,
+        fields_withheld: withheld,
+        receipt,
+        region: Some(region.code.clone()),
+        foreign_receipt: Some(their_receipt),
     })
 }
 

@@ -42,8 +42,6 @@ fn field_hash(v: &Value) -> String {
 
 /// Signs a receipt; returns its text form.
 pub async fn issue(pki: &Pki, f: &Facts<'_>) -> Result<String> {
-    let signer_cert = pki.service_signer().await?;
-    let key = pki.keys().signer(signer_cert.key()?).await?;
     let released: Map<String, Value> = f
         .fields
         .iter()
@@ -57,6 +55,18 @@ pub async fn issue(pki: &Pki, f: &Facts<'_>) -> Result<String> {
         "verified_at": f.verified_at, "audit_seq": f.audit_seq,
     });
     let payload = serde_json::to_vec(&Canonical(&payload)).map_err(Error::internal)?;
+    let bytes = sign_x5chain(pki, &payload).await?;
+    Ok(format!(
+        "{PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
+}
+
+/// Signs JSON `payload` as a COSE_Sign1 (ES256) with the service signer, whose certificate goes
+/// in the `x5chain` header. Used for receipts and trust lists.
+pub async fn sign_x5chain(pki: &Pki, payload: &[u8]) -> Result<Vec<u8>> {
+    let signer_cert = pki.service_signer().await?;
+    let key = pki.keys().signer(signer_cert.key()?).await?;
     let protected = HeaderBuilder::new()
         .algorithm(iana::Algorithm::ES256)
         .key_id(cert_kid(&signer_cert.der).to_vec())
@@ -72,7 +82,7 @@ pub async fn issue(pki: &Pki, f: &Facts<'_>) -> Result<String> {
     let sign1 = CoseSign1Builder::new()
         .protected(protected)
         .unprotected(unprotected)
-        .payload(payload)
+        .payload(payload.to_vec())
         .create_signature(b"", |tbs| match key.sign_fixed(tbs) {
             Ok(s) => s,
             Err(e) => {
@@ -84,13 +94,9 @@ pub async fn issue(pki: &Pki, f: &Facts<'_>) -> Result<String> {
     if let Some(e) = err {
         return Err(e);
     }
-    let bytes = sign1
+    sign1
         .to_vec()
-        .map_err(|e| Error::internal(format!("receipt: {e}")))?;
-    Ok(format!(
-        "{PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    ))
+        .map_err(|e| Error::internal(format!("COSE: {e}")))
 }
 
 /// A receipt that verified.
@@ -116,13 +122,26 @@ pub fn verify(text: &str, roots: &[Vec<u8>]) -> Result<Checked> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(b64)
         .map_err(|_| bad("not base64url"))?;
-    let sign1 = CoseSign1::from_slice(&bytes).map_err(|_| bad("not a COSE_Sign1 structure"))?;
+    let (payload, signer) = open_x5chain(&bytes, roots, "verified_at").map_err(|e| bad(&e))?;
+    Ok(Checked { payload, signer })
+}
+
+/// Opens a COSE_Sign1 made by [`sign_x5chain`]: checks the signature with the certificate in
+/// `x5chain`, and that certificate's chain to one of `roots` for document signing at the time in
+/// the payload's `time_field`. Returns the payload and the signer's subject; errors in words.
+pub fn open_x5chain(
+    bytes: &[u8],
+    roots: &[Vec<u8>],
+    time_field: &str,
+) -> std::result::Result<(Value, String), String> {
+    let sign1 =
+        CoseSign1::from_slice(bytes).map_err(|_| "not a COSE_Sign1 structure".to_string())?;
     if sign1.protected.header.alg
         != Some(coset::RegisteredLabelWithPrivate::Assigned(
             iana::Algorithm::ES256,
         ))
     {
-        return Err(bad("algorithm is not ES256"));
+        return Err("algorithm is not ES256".into());
     }
     let cert_der = sign1
         .unprotected
@@ -130,29 +149,29 @@ pub fn verify(text: &str, roots: &[Vec<u8>]) -> Result<Checked> {
         .iter()
         .find(|(l, _)| *l == coset::Label::Int(iana::HeaderParameter::X5Chain as i64))
         .and_then(|(_, v)| v.as_bytes().cloned())
-        .ok_or_else(|| bad("no signer certificate (x5chain)"))?;
+        .ok_or("no signer certificate (x5chain)")?;
     if sign1.protected.header.key_id != cert_kid(&cert_der) {
-        return Err(bad("the key id does not match the signer certificate"));
+        return Err("the key id does not match the signer certificate".into());
     }
-    let payload_bytes = sign1.payload.clone().ok_or_else(|| bad("no payload"))?;
+    let payload_bytes = sign1.payload.clone().ok_or("no payload")?;
     let payload: Value =
-        serde_json::from_slice(&payload_bytes).map_err(|_| bad("payload is not JSON"))?;
+        serde_json::from_slice(&payload_bytes).map_err(|_| "payload is not JSON")?;
     let at = payload
-        .get("verified_at")
+        .get(time_field)
         .and_then(Value::as_i64)
-        .ok_or_else(|| bad("no time"))?;
+        .ok_or("no time in the payload")?;
     let (_, cert) = x509_parser::parse_x509_certificate(&cert_der)
-        .map_err(|_| bad("signer certificate unparsable"))?;
+        .map_err(|_| "signer certificate unparsable")?;
     let key = ring::signature::UnparsedPublicKey::new(
         &ring::signature::ECDSA_P256_SHA256_FIXED,
         cert.public_key().subject_public_key.data.to_vec(),
     );
     sign1
         .verify_signature(b"", |sig, tbs| key.verify(tbs, sig))
-        .map_err(|_| bad("the signature does not verify"))?;
+        .map_err(|_| "the signature does not verify")?;
     let ee_der = CertificateDer::from(cert_der.as_slice());
-    let ee = webpki::EndEntityCert::try_from(&ee_der)
-        .map_err(|_| bad("signer certificate unparsable"))?;
+    let ee =
+        webpki::EndEntityCert::try_from(&ee_der).map_err(|_| "signer certificate unparsable")?;
     let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
         u64::try_from(at).unwrap_or(0),
     ));
@@ -173,12 +192,7 @@ pub fn verify(text: &str, roots: &[Vec<u8>]) -> Result<Checked> {
         })
     });
     if !trusted {
-        return Err(bad(
-            "the signer certificate does not chain to a trusted root",
-        ));
+        return Err("the signer certificate does not chain to a trusted root".into());
     }
-    Ok(Checked {
-        payload,
-        signer: cert.subject().to_string(),
-    })
+    Ok((payload, cert.subject().to_string()))
 }

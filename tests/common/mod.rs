@@ -105,12 +105,28 @@ pub struct Env {
     pub dir: tempfile::TempDir,
     pub database_url: String,
     pub pg: Option<PgScratch>,
+    pub tls_port: Option<u16>,
 }
 
 impl Env {
     /// A fresh deployment with the demo region and authorities (no licenses); `None` when the
     /// backend is PostgreSQL and no server is configured.
     pub async fn new(backend: Backend) -> Option<Env> {
+        let auths = elicense::demo::authorities()
+            .into_iter()
+            .map(|(c, n, t)| (c, n.to_string(), t))
+            .collect();
+        Self::with_region(backend, "340600", auths, None).await
+    }
+
+    /// A deployment for a region with its own authorities; `tls_port` fixes the port its HTTPS
+    /// listener will use (named in its trust list).
+    pub async fn with_region(
+        backend: Backend,
+        region: &str,
+        authorities: Vec<(String, String, Vec<String>)>,
+        tls_port: Option<u16>,
+    ) -> Option<Env> {
         let dir = tempfile::tempdir().unwrap();
         let pg = match backend {
             Backend::Sqlite => None,
@@ -120,22 +136,25 @@ impl Env {
             Some(p) => p.url.clone(),
             None => format!("sqlite://{}", dir.path().join("t.db").display()),
         };
-        let config = Config::load(&Overrides {
+        let mut config = Config::load(&Overrides {
             data_dir: Some(dir.path().to_path_buf()),
             database_url: Some(database_url.clone()),
             ..Default::default()
         })
         .unwrap();
-        let mut config = config;
         config.dev_holder_login = true;
+        config.public_tls_url = tls_port.map(|p| format!("https://localhost:{p}"));
         let clock = FixedClock::at(T0);
         let app = App::open_with_clock(config, true, Arc::new(clock.clone()))
             .await
             .unwrap();
-        app.pki.init_region("340600", "测试市").await.unwrap();
-        for (code, name, types) in elicense::demo::authorities() {
+        app.pki
+            .init_region(region, &format!("测试市 {region}"))
+            .await
+            .unwrap();
+        for (code, name, types) in &authorities {
             app.licenses
-                .add_authority(&code, name, "municipal", &types)
+                .add_authority(code, name, "municipal", types)
                 .await
                 .unwrap();
         }
@@ -149,6 +168,7 @@ impl Env {
             dir,
             database_url,
             pg,
+            tls_port,
         })
     }
 
@@ -270,9 +290,8 @@ impl Drop for TlsServer {
 impl Env {
     pub async fn start_tls(&self) -> TlsServer {
         use axum::serve::Listener;
-        let listener = elicense::http::bind_tls(&self.app, "127.0.0.1:0")
-            .await
-            .unwrap();
+        let addr = format!("127.0.0.1:{}", self.tls_port.unwrap_or(0));
+        let listener = elicense::http::bind_tls(&self.app, &addr).await.unwrap();
         let addr = listener.local_addr().unwrap().remote;
         let app = elicense::http::tls_router(self.app.clone())
             .into_make_service_with_connect_info::<elicense::http::tls::TlsPeer>();
