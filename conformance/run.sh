@@ -122,5 +122,16 @@ check "the plain-HTTP listener does not serve verification" \
   sh -c "curl -s -H 'content-type: application/json' -d '$verify_body' '$base/v1/verifications' | grep -q 'REQ-0404'"
 check "elicense audit verify: the log is intact" "$bin" --data-dir "$data" audit verify
 
+echo "== Another region imports this region's trust list by URL (pinned root)"
+env -u ELICENSE_MASTER_KEY "$bin" --data-dir "$work/b" init --region 340100 --name "Region B" >/dev/null
+pin=$(openssl x509 -in "$work/root.pem" -outform DER | sha256sum | cut -d' ' -f1)
+check "region import over http:// with the root pinned by SHA-256" \
+  env -u ELICENSE_MASTER_KEY "$bin" --data-dir "$work/b" region import "$base/v1/trust-list" --root-sha256 "$pin"
+check "region import refuses a wrong pin (TRL-0001)" \
+  sh -c "env -u ELICENSE_MASTER_KEY '$bin' --data-dir '$work/b' region import '$base/v1/trust-list' \
+         --root-sha256 $(printf '0%.0s' $(seq 64)) 2>&1 | grep -q TRL-0001"
+check "the imported region is listed" \
+  sh -c "env -u ELICENSE_MASTER_KEY '$bin' --data-dir '$work/b' region list | grep -q '^340600'"
+
 echo "conformance: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -272,7 +272,7 @@ pub enum RegionCmd {
     },
     /// Import another region's trust list; its root must match the SHA-256 agreed out of band.
     Import {
-        /// The trust list file (ELT1:...).
+        /// The trust list: a file (ELT1:...), or an http:// URL serving it (/v1/trust-list).
         file: PathBuf,
         /// SHA-256 (hex) of that region's root certificate.
         #[arg(long)]
@@ -643,7 +643,12 @@ async fn region_cmd(g: &Global, c: RegionCmd) -> anyhow::Result<()> {
             client_cert,
             client_key,
         } => {
-            let text = read_input(&file)?;
+            let arg = file.to_string_lossy().to_string();
+            let text = if arg.starts_with("http://") {
+                crate::verify::trust::fetch(&arg).await.map_err(coded)?
+            } else {
+                read_input(&file)?
+            };
             let der = |p: &PathBuf| -> anyhow::Result<Vec<u8>> {
                 let pem = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
                 Ok(x509_parser::pem::parse_x509_pem(&pem)

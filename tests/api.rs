@@ -1293,10 +1293,24 @@ mod mtls {
             "offline check must not open a deployment"
         );
 
-        // Any changed byte breaks it.
+        // Any changed byte breaks it: every byte, through the verification the CLI uses...
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(&receipt[5..])
             .unwrap();
+        let root_der = env.app.pki.root().await.unwrap().der;
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x01;
+            let text = format!(
+                "ELR1:{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&b)
+            );
+            assert!(
+                elicense::verify::receipt::verify(&text, std::slice::from_ref(&root_der)).is_err(),
+                "byte {i}"
+            );
+        }
+        // ...and a sample through the CLI itself.
         let mut positions: Vec<usize> = (0..bytes.len()).step_by(11).collect();
         positions.push(bytes.len() - 1);
         for i in positions {
@@ -1699,12 +1713,25 @@ mod mtls {
         assert_eq!(v["client"], "case-system");
         assert_eq!(v["case_number"], "2026-000123");
 
-        // A statutory client sees fields without a grant, limited to its scope.
+        // A statutory client sees fields without a grant, limited to its scope; the audit log
+        // marks the access statutory.
         let (s, v) = server
             .call(Some(&police), "POST", "/v1/verifications", Some(&req))
             .await;
         assert_eq!(s, 200, "{v}");
         assert_eq!(v["basis"], "statutory");
+        let log = env.app.store.audit_page(0, 1000).await.unwrap();
+        let last = log
+            .iter()
+            .rev()
+            .find(|e| e.action == "verification")
+            .unwrap();
+        assert_eq!(last.actor, "traffic-police");
+        assert!(
+            last.details.contains("\"basis\":\"statutory\""),
+            "{}",
+            last.details
+        );
         assert_eq!(v["fields"]["holder_name"], license["holder"]["name"]);
         assert_eq!(v["fields"]["address"], license["fields"]["address"]);
 

@@ -206,3 +206,45 @@ pub async fn trusted_roots(app: &App) -> Result<Vec<Vec<u8>>> {
     );
     Ok(roots)
 }
+
+/// Fetches a trust list from a plain `http://` URL (the list is signed, so the transport needs no
+/// protection of its own; the pinned root decides). At most 1 MiB, 10 seconds.
+pub async fn fetch(url: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let bad = |why: String| Error::BadTrustList { reason: why };
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| bad("only http:// URLs are fetched; give a file otherwise".into()))?;
+    let (authority, path) = match rest.split_once('/') {
+        Some((a, p)) => (a, format!("/{p}")),
+        None => (rest, "/".to_string()),
+    };
+    let addr = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let io = async {
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+        tcp.write_all(req.as_bytes()).await?;
+        let mut out = Vec::new();
+        tcp.take(1 << 20).read_to_end(&mut out).await?;
+        Ok::<_, std::io::Error>(out)
+    };
+    let out = tokio::time::timeout(std::time::Duration::from_secs(10), io)
+        .await
+        .map_err(|_| bad(format!("{url} timed out")))?
+        .map_err(|e| bad(format!("{url}: {e}")))?;
+    let text = String::from_utf8_lossy(&out);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| bad("malformed HTTP response".into()))?;
+    if head.split(' ').nth(1) != Some("200") {
+        return Err(bad(format!(
+            "{url} answered {}",
+            head.lines().next().unwrap_or("")
+        )));
+    }
+    Ok(body.trim().to_string())
+}
