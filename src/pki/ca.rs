@@ -47,6 +47,20 @@ impl std::fmt::Debug for Pki {
     }
 }
 
+/// What differs between the leaf certificate profiles (the table in `pki/mod.rs`).
+struct Leaf {
+    kind: &'static str,
+    /// Subject attributes after C=CN.
+    subject: Vec<(DnType, DnValue)>,
+    subject_text: String,
+    owner: Option<String>,
+    key_usages: Vec<KeyUsagePurpose>,
+    eku: ExtendedKeyUsagePurpose,
+    days: i64,
+    sans: Vec<String>,
+    crl_distribution_point: bool,
+}
+
 fn random_serial() -> Result<SerialNumber> {
     let mut b = [0u8; 16];
     SystemRandom::new()
@@ -165,6 +179,58 @@ impl Pki {
         f(&issuer)
     }
 
+    /// Issues a leaf certificate of `profile` for `public`, signed by the root, valid from now
+    /// for its days (never past the root). The common parts of every leaf profile live here.
+    async fn issue_leaf(
+        &self,
+        profile: Leaf,
+        public: &impl rcgen::PublicKeyData,
+        key: Option<&KeyRow>,
+    ) -> Result<CertRow> {
+        let root = self.root().await?;
+        let now = self.clock.now();
+        let mut params = CertificateParams::new(profile.sans)
+            .map_err(|e| Error::bad_request(format!("certificate names: {e}")))?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CountryName, printable("CN")?);
+        for (t, v) in profile.subject {
+            dn.push(t, v);
+        }
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = profile.key_usages;
+        params.extended_key_usages = vec![profile.eku];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = (now + Duration::days(profile.days)).min(to_time(root.not_after)?);
+        params.serial_number = Some(random_serial()?);
+        if profile.crl_distribution_point {
+            params.crl_distribution_points = vec![CrlDistributionPoint {
+                uris: vec![format!(
+                    "{}/v1/pki/crl",
+                    self.public_url.trim_end_matches('/')
+                )],
+            }];
+        }
+        let der = self
+            .with_root_issuer(|issuer| {
+                params
+                    .signed_by(public, issuer)
+                    .map(|c| c.der().to_vec())
+                    .map_err(|e| Error::internal(format!("{} certificate: {e}", profile.kind)))
+            })
+            .await?;
+        cert_row(
+            profile.kind,
+            profile.subject_text,
+            profile.owner,
+            key,
+            der,
+            &params,
+            now.unix_timestamp(),
+        )
+    }
+
     /// Generates a key and a seal-signing certificate for an authority. The caller stores both,
     /// with the authority, in one transaction.
     pub async fn new_authority_cert(
@@ -172,56 +238,32 @@ impl Pki {
         credit_code: &str,
         name: &str,
     ) -> Result<(KeyRow, CertRow)> {
-        let root = self.root().await?;
-        let now = self.clock.now();
-        let (key_row, key) = self.keys.generate(now.unix_timestamp())?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CountryName, printable("CN")?);
-        dn.push(DnType::OrganizationName, name);
-        dn.push(
-            DnType::CustomDnType(OID_ORGANIZATION_IDENTIFIER.to_vec()),
-            DnValue::Utf8String(format!("NTRCN-{credit_code}")),
-        );
-        dn.push(DnType::CommonName, name);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::ContentCommitment,
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(
-            EKU_DOCUMENT_SIGNING.to_vec(),
-        )];
-        params.use_authority_key_identifier_extension = true;
-        params.not_before = now - Duration::minutes(5);
-        params.not_after =
-            (now + Duration::days(365 * AUTHORITY_YEARS)).min(to_time(root.not_after)?);
-        params.serial_number = Some(random_serial()?);
-        params.crl_distribution_points = vec![CrlDistributionPoint {
-            uris: vec![format!(
-                "{}/v1/pki/crl",
-                self.public_url.trim_end_matches('/')
-            )],
-        }];
+        let (key_row, key) = self.keys.generate(self.clock.unix())?;
+        let profile = Leaf {
+            kind: "authority",
+            subject: vec![
+                (DnType::OrganizationName, DnValue::from(name)),
+                (
+                    DnType::CustomDnType(OID_ORGANIZATION_IDENTIFIER.to_vec()),
+                    DnValue::Utf8String(format!("NTRCN-{credit_code}")),
+                ),
+                (DnType::CommonName, DnValue::from(name)),
+            ],
+            subject_text: format!(
+                "CN={name}, organizationIdentifier=NTRCN-{credit_code}, O={name}, C=CN"
+            ),
+            owner: Some(credit_code.to_string()),
+            key_usages: vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::ContentCommitment,
+            ],
+            eku: ExtendedKeyUsagePurpose::Other(EKU_DOCUMENT_SIGNING.to_vec()),
+            days: 365 * AUTHORITY_YEARS,
+            sans: Vec::new(),
+            crl_distribution_point: true,
+        };
         let public = PublicKey(key.public_key().to_vec());
-        let der = self
-            .with_root_issuer(|issuer| {
-                params
-                    .signed_by(&public, issuer)
-                    .map(|c| c.der().to_vec())
-                    .map_err(|e| Error::internal(format!("authority certificate: {e}")))
-            })
-            .await?;
-        let row = cert_row(
-            "authority",
-            format!("CN={name}, organizationIdentifier=NTRCN-{credit_code}, O={name}, C=CN"),
-            Some(credit_code.to_string()),
-            Some(&key_row),
-            der,
-            &params,
-            now.unix_timestamp(),
-        )?;
+        let row = self.issue_leaf(profile, &public, Some(&key_row)).await?;
         Ok((key_row, row))
     }
 
@@ -229,49 +271,36 @@ impl Pki {
     /// stays in the key store. Stored, with the key, before it is returned.
     pub async fn issue_server_cert(&self, hostnames: &[String]) -> Result<CertRow> {
         let region = self.region().await?;
-        let now = self.clock.now();
-        let (key_row, key) = self.keys.generate(now.unix_timestamp())?;
-        let mut params = CertificateParams::new(hostnames.to_vec())
-            .map_err(|e| Error::bad_request(format!("server host names: {e}")))?;
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CountryName, printable("CN")?);
-        dn.push(DnType::OrganizationName, region.name.clone());
-        dn.push(DnType::CommonName, format!("elicense {}", region.code));
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.use_authority_key_identifier_extension = true;
-        params.not_before = now - Duration::minutes(5);
-        params.not_after = now + Duration::days(SERVER_DAYS);
-        params.serial_number = Some(random_serial()?);
+        let (key_row, key) = self.keys.generate(self.clock.unix())?;
+        let profile = Leaf {
+            kind: "server",
+            subject: vec![
+                (DnType::OrganizationName, DnValue::from(region.name.clone())),
+                (
+                    DnType::CommonName,
+                    DnValue::from(format!("elicense {}", region.code)),
+                ),
+            ],
+            subject_text: format!("CN=elicense {}", region.code),
+            owner: None,
+            key_usages: vec![KeyUsagePurpose::DigitalSignature],
+            eku: ExtendedKeyUsagePurpose::ServerAuth,
+            days: SERVER_DAYS,
+            sans: hostnames.to_vec(),
+            crl_distribution_point: false,
+        };
         let public = PublicKey(key.public_key().to_vec());
-        let der = self
-            .with_root_issuer(|issuer| {
-                params
-                    .signed_by(&public, issuer)
-                    .map(|c| c.der().to_vec())
-                    .map_err(|e| Error::internal(format!("server certificate: {e}")))
-            })
-            .await?;
-        let row = cert_row(
-            "server",
-            format!("CN=elicense {}", region.code),
-            None,
-            Some(&key_row),
-            der,
-            &params,
-            now.unix_timestamp(),
-        )?;
+        let row = self.issue_leaf(profile, &public, Some(&key_row)).await?;
         self.store.insert_certificate(&row, Some(&key_row)).await?;
         Ok(row)
     }
 
-    /// The service's own signing certificate (verification receipts): the newest one, or a new
-    /// one when there is none or it expires within 30 days. Its key stays in the key store.
+    /// The service's own signing certificate (verification receipts, trust lists): the newest
+    /// one, or a new one when there is none or it expires within 30 days. Its key stays in the
+    /// key store.
     pub async fn service_signer(&self) -> Result<CertRow> {
-        let now = self.clock.now();
-        let fresh = |c: &CertRow| c.not_after > now.unix_timestamp() + 30 * 86_400;
+        let now = self.clock.unix();
+        let fresh = |c: &CertRow| c.not_after > now + 30 * 86_400;
         if let Some(c) = self.signer.read().ok().and_then(|g| g.clone())
             && fresh(&c)
         {
@@ -287,52 +316,29 @@ impl Pki {
             return Ok(c);
         }
         let region = self.region().await?;
-        let (key_row, key) = self.keys.generate(now.unix_timestamp())?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CountryName, printable("CN")?);
-        dn.push(DnType::OrganizationName, region.name.clone());
-        dn.push(
-            DnType::CommonName,
-            format!("elicense {} service signer", region.code),
-        );
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::ContentCommitment,
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(
-            EKU_DOCUMENT_SIGNING.to_vec(),
-        )];
-        params.use_authority_key_identifier_extension = true;
-        params.not_before = now - Duration::minutes(5);
-        params.not_after = now + Duration::days(SIGNER_DAYS);
-        params.serial_number = Some(random_serial()?);
-        params.crl_distribution_points = vec![CrlDistributionPoint {
-            uris: vec![format!(
-                "{}/v1/pki/crl",
-                self.public_url.trim_end_matches('/')
-            )],
-        }];
+        let (key_row, key) = self.keys.generate(now)?;
+        let profile = Leaf {
+            kind: "signer",
+            subject: vec![
+                (DnType::OrganizationName, DnValue::from(region.name.clone())),
+                (
+                    DnType::CommonName,
+                    DnValue::from(format!("elicense {} service signer", region.code)),
+                ),
+            ],
+            subject_text: format!("CN=elicense {} service signer", region.code),
+            owner: None,
+            key_usages: vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::ContentCommitment,
+            ],
+            eku: ExtendedKeyUsagePurpose::Other(EKU_DOCUMENT_SIGNING.to_vec()),
+            days: SIGNER_DAYS,
+            sans: Vec::new(),
+            crl_distribution_point: true,
+        };
         let public = PublicKey(key.public_key().to_vec());
-        let der = self
-            .with_root_issuer(|issuer| {
-                params
-                    .signed_by(&public, issuer)
-                    .map(|c| c.der().to_vec())
-                    .map_err(|e| Error::internal(format!("signer certificate: {e}")))
-            })
-            .await?;
-        let row = cert_row(
-            "signer",
-            format!("CN=elicense {} service signer", region.code),
-            None,
-            Some(&key_row),
-            der,
-            &params,
-            now.unix_timestamp(),
-        )?;
+        let row = self.issue_leaf(profile, &public, Some(&key_row)).await?;
         self.store.insert_certificate(&row, Some(&key_row)).await?;
         if let Ok(mut g) = self.signer.write() {
             *g = Some(row.clone());
@@ -349,46 +355,24 @@ impl Pki {
         days: i64,
     ) -> Result<(CertRow, zeroize::Zeroizing<String>)> {
         let region = self.region().await?;
-        let now = self.clock.now();
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(|e| Error::internal(format!("client key: {e}")))?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CountryName, printable("CN")?);
-        dn.push(DnType::OrganizationName, region.name.clone());
-        dn.push(DnType::OrganizationalUnitName, name);
-        dn.push(DnType::CommonName, client_id);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.use_authority_key_identifier_extension = true;
-        params.not_before = now - Duration::minutes(5);
-        params.not_after = now + Duration::days(days.clamp(1, 365 * 3));
-        params.serial_number = Some(random_serial()?);
-        params.crl_distribution_points = vec![CrlDistributionPoint {
-            uris: vec![format!(
-                "{}/v1/pki/crl",
-                self.public_url.trim_end_matches('/')
-            )],
-        }];
-        let der = self
-            .with_root_issuer(|issuer| {
-                params
-                    .signed_by(&key, issuer)
-                    .map(|c| c.der().to_vec())
-                    .map_err(|e| Error::internal(format!("client certificate: {e}")))
-            })
-            .await?;
-        let row = cert_row(
-            "client",
-            format!("CN={client_id}, OU={name}"),
-            Some(client_id.to_string()),
-            None,
-            der,
-            &params,
-            now.unix_timestamp(),
-        )?;
+        let profile = Leaf {
+            kind: "client",
+            subject: vec![
+                (DnType::OrganizationName, DnValue::from(region.name.clone())),
+                (DnType::OrganizationalUnitName, DnValue::from(name)),
+                (DnType::CommonName, DnValue::from(client_id)),
+            ],
+            subject_text: format!("CN={client_id}, OU={name}"),
+            owner: Some(client_id.to_string()),
+            key_usages: vec![KeyUsagePurpose::DigitalSignature],
+            eku: ExtendedKeyUsagePurpose::ClientAuth,
+            days: days.clamp(1, 365 * 3),
+            sans: Vec::new(),
+            crl_distribution_point: true,
+        };
+        let row = self.issue_leaf(profile, &key, None).await?;
         self.store.insert_certificate(&row, None).await?;
         Ok((row, zeroize::Zeroizing::new(key.serialize_pem())))
     }
