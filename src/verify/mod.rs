@@ -233,40 +233,16 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
     } else {
         "statutory"
     };
-    let audit_seq = app
-        .audit
-        .append(crate::audit::Entry::new(
-            &client.id,
-            "verification",
-            &row.id,
-            serde_json::json!({
-                "matter_code": r.matter_code, "case_number": r.case_number, "basis": basis,
-                "grants": grants_used,
-                "fields_released": fields.keys().collect::<Vec<_>>(), "authentic": authentic,
-                "status": status.code(),
-            }),
-        ))
-        .await?;
-    let checked_at = app.clock.unix();
-    let region = app.licenses.region_code().await?;
-    let receipt = receipt::issue(
-        &app.pki,
-        &receipt::Facts {
-            region: &region,
-            license_id: &row.id,
-            license_version: row.version,
-            status_code: status.code(),
-            authentic,
-            fields: &fields,
-            basis,
-            client: &client.id,
-            matter_code: &r.matter_code,
-            case_number: &r.case_number,
-            verified_at: checked_at,
-            audit_seq,
-        },
-    )
-    .await?;
+    let outcome = Outcome {
+        license_id: &row.id,
+        license_version: row.version,
+        status,
+        authentic,
+        fields: &fields,
+        basis,
+        extra: serde_json::json!({"grants": grants_used}),
+    };
+    let (checked_at, receipt) = record_outcome(app, client, &r, &outcome).await?;
     Ok(Verification {
         checked_at,
         receipt,
@@ -296,6 +272,66 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
         fields,
         fields_withheld: withheld,
     })
+}
+
+/// What a verification concluded, for the audit log and the receipt.
+struct Outcome<'a> {
+    license_id: &'a str,
+    license_version: i64,
+    status: Status,
+    authentic: bool,
+    fields: &'a Map<String, Value>,
+    basis: &'a str,
+    /// Added to the audit entry's details (grants used, the other region).
+    extra: Value,
+}
+
+/// Appends the verification to the audit log, then signs the receipt that cites the entry.
+/// Returns the time of the check and the receipt.
+async fn record_outcome(
+    app: &App,
+    client: &Client,
+    r: &VerifyRequest,
+    o: &Outcome<'_>,
+) -> Result<(i64, String)> {
+    let mut details = serde_json::json!({
+        "matter_code": r.matter_code, "case_number": r.case_number, "basis": o.basis,
+        "fields_released": o.fields.keys().collect::<Vec<_>>(), "authentic": o.authentic,
+        "status": o.status.code(),
+    });
+    if let (Some(d), Some(extra)) = (details.as_object_mut(), o.extra.as_object()) {
+        d.extend(extra.clone());
+    }
+    let audit_seq = app
+        .audit
+        .append(crate::audit::Entry::new(
+            &client.id,
+            "verification",
+            o.license_id,
+            details,
+        ))
+        .await?;
+    let checked_at = app.clock.unix();
+    let region = app.licenses.region_code().await?;
+    let receipt = receipt::issue(
+        &app.pki,
+        &receipt::Facts {
+            region: &region,
+            license_id: o.license_id,
+            license_version: o.license_version,
+            status_code: o.status.code(),
+            authentic: o.authentic,
+            fields: o.fields,
+            basis: o.basis,
+            client: &client.id,
+            matter_code: &r.matter_code,
+            case_number: &r.case_number,
+            verified_at: checked_at,
+            audit_seq,
+        },
+    )
+    .await?;
+    Ok((checked_at, receipt))
 }
 
 /// Verifies another region's license by asking that region (mutual TLS, our cross-region client
@@ -370,40 +406,16 @@ async fn verify_foreign(
     } else {
         "statutory"
     };
-    let audit_seq = app
-        .audit
-        .append(crate::audit::Entry::new(
-            &client.id,
-            "verification",
-            &id,
-            serde_json::json!({
-                "matter_code": r.matter_code, "case_number": r.case_number, "basis": basis,
-                "fields_released": fields.keys().collect::<Vec<_>>(), "authentic": authentic,
-                "status": status.code(), "region": region.code,
-            }),
-        ))
-        .await?;
-    let checked_at = app.clock.unix();
-    let own_region = app.licenses.region_code().await?;
-    let version = i64::from(parsed.version);
-    let receipt = receipt::issue(
-        &app.pki,
-        &receipt::Facts {
-            region: &own_region,
-            license_id: &id,
-            license_version: version,
-            status_code: status.code(),
-            authentic,
-            fields: &fields,
-            basis,
-            client: &client.id,
-            matter_code: &r.matter_code,
-            case_number: &r.case_number,
-            verified_at: checked_at,
-            audit_seq,
-        },
-    )
-    .await?;
+    let outcome = Outcome {
+        license_id: &id,
+        license_version: i64::from(parsed.version),
+        status,
+        authentic,
+        fields: &fields,
+        basis,
+        extra: serde_json::json!({"region": region.code}),
+    };
+    let (checked_at, receipt) = record_outcome(app, client, &r, &outcome).await?;
     let sig = answer.get("signature").cloned().unwrap_or(Value::Null);
     Ok(Verification {
         checked_at,
