@@ -211,7 +211,8 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
     }
     // What may be released: the client's scope, and a basis — holder grants for this client or
     // matter, or the client's statutory basis (which covers its whole scope).
-    let (granted, grants_used) = if authentic {
+    // A statutory client's basis already covers its whole scope: no grant is needed or used.
+    let (granted, grants_used) = if authentic && !client.statutory {
         grants::released(app, &row.lineage, &client.id, &r.matter_code).await?
     } else {
         (Vec::new(), Vec::new())
