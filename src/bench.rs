@@ -1,4 +1,5 @@
-//! `elicense bench`: issuance throughput next to the raw signing rate measured in the same run.
+//! `elicense bench`: issuance and verification throughput next to the raw ECDSA rates measured
+//! in the same run.
 //!
 //! Every figure is printed beside its baseline from the same process, because this machine is
 //! shared and noisy: ratios hold when absolute speeds drift.

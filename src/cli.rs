@@ -97,7 +97,7 @@ pub enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
-    /// Measure issuance throughput against the raw signing rate of this machine.
+    /// Measure issuance and verification throughput against the raw ECDSA rates of this machine.
     Bench(crate::bench::BenchArgs),
 }
 
