@@ -133,5 +133,15 @@ check "region import refuses a wrong pin (TRL-0001)" \
 check "the imported region is listed" \
   sh -c "env -u ELICENSE_MASTER_KEY '$bin' --data-dir '$work/b' region list | grep -q '^340600'"
 
+echo "== Show codes: QR images decoded by zbarimg, checked offline against the trust list"
+curl -sf "$base/v1/trust-list" >"$work/trust-list.txt"
+for printed in "" "--printed"; do
+  code=$("$bin" --data-dir "$data" license show-code "$lic_id" --fields sex,birth_date $printed --png "$work/sc.png" 2>/dev/null)
+  check "zbarimg decodes the ${printed:-phone} QR code to the exact show code" \
+    sh -c "[ -n '$code' ] && [ \"\$(zbarimg -q --raw '$work/sc.png' 2>/dev/null)\" = '$code' ]"
+  check "elicense check accepts the ${printed:-phone} code with the trust list only" \
+    "$bin" --data-dir "$work/nowhere" check "$code" --trust "$work/trust-list.txt"
+done
+
 echo "conformance: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

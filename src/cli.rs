@@ -97,6 +97,14 @@ pub enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Check a show code offline with a trust list (exit 0 only when authentic and valid).
+    Check {
+        /// The code (EL1:...), or a file containing it.
+        code: String,
+        /// The trust list (ELT1:...) of the region(s) whose codes to accept; repeatable.
+        #[arg(long, required = true)]
+        trust: Vec<PathBuf>,
+    },
     /// Measure issuance and verification throughput against the raw ECDSA rates of this machine.
     Bench(crate::bench::BenchArgs),
 }
@@ -191,6 +199,22 @@ pub enum LicenseCmd {
     },
     /// Amend a license (new version) from a JSON amendment (file, or - for standard input).
     Amend { id: String, json: PathBuf },
+    /// Make a show code (QR) for a license, e.g. to print on paper.
+    ShowCode {
+        id: String,
+        /// Fields to disclose (comma-separated; the type's defaults when absent).
+        #[arg(long, value_delimiter = ',')]
+        fields: Vec<String>,
+        /// A printed code: lives as long as the license, stronger error correction.
+        #[arg(long)]
+        printed: bool,
+        /// Also write the QR code as PNG.
+        #[arg(long)]
+        png: Option<PathBuf>,
+        /// Also write the QR code as SVG.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
     /// Bulk-import licenses from a JSONL file (resumable, idempotent).
     Import {
         file: PathBuf,
@@ -530,6 +554,23 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Token(TokenCmd::Create { name }) => {
             let app = open(g).await?;
             println!("{}", app.create_token(&name).await.map_err(coded)?);
+        }
+        Command::Check { code, trust } => {
+            let text = if code.trim_start().starts_with(crate::present::PREFIX) {
+                code
+            } else {
+                read_input(&PathBuf::from(&code))?
+            };
+            let mut lists = Vec::new();
+            for t in &trust {
+                lists.push(crate::verify::trust::open_self_pinned(&read_input(t)?).map_err(coded)?);
+            }
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let c = crate::present::check(&text, &crate::present::Trust::from_lists(&lists), now);
+            print_json(&c)?;
+            if c.verdict != crate::present::Verdict::Valid {
+                return Ok(std::process::ExitCode::from(1));
+            }
         }
         Command::Bench(args) => crate::bench::run(g, args).await?,
     }
@@ -875,6 +916,36 @@ async fn license(g: &Global, c: LicenseCmd) -> anyhow::Result<std::process::Exit
                 eprintln!("already issued from the same request; nothing new issued");
             }
             print_json(&view)?;
+        }
+        LicenseCmd::ShowCode {
+            id,
+            fields,
+            printed,
+            png,
+            svg,
+        } => {
+            let (row, _) = app.licenses.find(&id).await.map_err(coded)?;
+            let sc = crate::present::issue(
+                &app,
+                &row.holder_code,
+                crate::present::ShowCodeRequest {
+                    license_id: id,
+                    fields,
+                    printed,
+                },
+            )
+            .await
+            .map_err(coded)?;
+            if let Some(p) = png {
+                std::fs::write(
+                    &p,
+                    crate::present::qr::png(&sc.code, printed, 6).map_err(coded)?,
+                )?;
+            }
+            if let Some(p) = svg {
+                std::fs::write(&p, &sc.qr_svg)?;
+            }
+            println!("{}", sc.code);
         }
         LicenseCmd::Show { id } => print_json(&app.licenses.detail(&id).await.map_err(coded)?)?,
         LicenseCmd::List {

@@ -14,5 +14,6 @@ pub mod holder;
 pub mod http;
 pub mod license;
 pub mod pki;
+pub mod present;
 pub mod store;
 pub mod verify;

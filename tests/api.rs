@@ -2053,3 +2053,130 @@ fn audit_verify_cli_reports_tampering() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("entry 1 was changed"));
 }
+
+mod present {
+    use super::common::Env;
+    use elicense::present::{Trust, Verdict, check};
+    use serde_json::json;
+
+    crate::both_backends!(show_codes_disclose_exactly_and_verify_offline);
+
+    async fn show_codes_disclose_exactly_and_verify_offline(env: Env) {
+        let license = env.issue(130).await;
+        let id = license["id"].as_str().unwrap().to_string();
+        let holder = license["holder"]["code"].as_str().unwrap();
+        let (_, session) = env
+            .call(
+                "POST",
+                "/v1/holder/sessions",
+                Some(&json!({"holder_code": holder})),
+            )
+            .await;
+        let token = session["token"].as_str().unwrap().to_string();
+        let (s, sc) = env
+            .call_as(
+                &token,
+                "POST",
+                "/v1/holder/show-codes",
+                Some(&json!({"license_id": id, "fields": ["sex", "holder_name"]})),
+            )
+            .await;
+        assert_eq!(s, axum::http::StatusCode::CREATED, "{sc}");
+        let code = sc["code"].as_str().unwrap().to_string();
+        assert!(code.starts_with("EL1:"));
+        assert!(sc["qr_svg"].as_str().unwrap().contains("<svg"));
+        // The QR alphanumeric alphabet only.
+        assert!(
+            code.bytes()
+                .all(|b| b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:".contains(&b))
+        );
+
+        let tl = elicense::verify::trust::export(&env.app).await.unwrap();
+        let trust = Trust::from_lists(&[elicense::verify::trust::open_self_pinned(&tl).unwrap()]);
+        let now = super::common::T0;
+        let c = check(&code, &trust, now);
+        assert_eq!(c.verdict, Verdict::Valid, "{c:?}");
+        assert_eq!(c.license_id.as_deref(), Some(id.as_str()));
+        // Exactly the chosen fields are in the signed token, nothing else.
+        let mut keys: Vec<_> = c.fields.keys().cloned().collect();
+        keys.sort();
+        assert_eq!(keys, vec!["holder_name".to_string(), "sex".to_string()]);
+        assert_eq!(c.fields["holder_name"], license["holder"]["name"]);
+        assert_eq!(c.status.as_ref().unwrap().freshness, "fresh");
+
+        // Any altered character: never valid.
+        for i in [5, code.len() / 2, code.len() - 1] {
+            let mut b = code.clone().into_bytes();
+            b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+            let v = check(&String::from_utf8(b).unwrap(), &trust, now).verdict;
+            assert!(
+                matches!(v, Verdict::Forged | Verdict::Malformed),
+                "char {i}: {v:?}"
+            );
+        }
+        // Expired code; another region's trust list; garbage.
+        assert_eq!(
+            check(&code, &trust, now + 301).verdict,
+            Verdict::CodeExpired
+        );
+        let other = Env::new(super::common::Backend::Sqlite).await.unwrap();
+        let other_tl = elicense::verify::trust::export(&other.app).await.unwrap();
+        let other_trust =
+            Trust::from_lists(&[elicense::verify::trust::open_self_pinned(&other_tl).unwrap()]);
+        assert_eq!(
+            check(&code, &other_trust, now).verdict,
+            Verdict::UnknownIssuer
+        );
+        assert_eq!(check("EL1:%%%", &trust, now).verdict, Verdict::Malformed);
+        assert_eq!(check("hello", &trust, now).verdict, Verdict::Malformed);
+
+        // Revoked: a new code says so.
+        env.call(
+            "POST",
+            &format!("/v1/licenses/{id}/status"),
+            Some(&json!({"status": "revoked", "reason": "r"})),
+        )
+        .await;
+        let (_, sc) = env
+            .call_as(
+                &token,
+                "POST",
+                "/v1/holder/show-codes",
+                Some(&json!({"license_id": id})),
+            )
+            .await;
+        assert_eq!(
+            check(sc["code"].as_str().unwrap(), &trust, now).verdict,
+            Verdict::Revoked
+        );
+        // Someone else's license, and a field that does not exist.
+        let (_, s2) = env
+            .call(
+                "POST",
+                "/v1/holder/sessions",
+                Some(&json!({"holder_code": "11010519491231002X"})),
+            )
+            .await;
+        let (s, e) = env
+            .call_as(
+                s2["token"].as_str().unwrap(),
+                "POST",
+                "/v1/holder/show-codes",
+                Some(&json!({"license_id": id})),
+            )
+            .await;
+        assert_eq!(
+            (s, e["code"].clone()),
+            (axum::http::StatusCode::NOT_FOUND, json!("LIC-0004"))
+        );
+        let (s, _) = env
+            .call_as(
+                &token,
+                "POST",
+                "/v1/holder/show-codes",
+                Some(&json!({"license_id": id, "fields": ["nope"]})),
+            )
+            .await;
+        assert_eq!(s, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+    }
+}

@@ -132,3 +132,17 @@ pub async fn accesses(
             .collect(),
     ))
 }
+
+#[utoipa::path(post, path = "/v1/holder/show-codes", tag = "holder", request_body = crate::present::ShowCodeRequest,
+    responses((status = 201, body = crate::present::ShowCode), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn show_code(
+    State(app): State<App>,
+    Extension(h): Extension<SignedIn>,
+    Json(r): Json<crate::present::ShowCodeRequest>,
+) -> ApiResult<(StatusCode, axum::Json<crate::present::ShowCode>)> {
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(crate::present::issue(&app, &h.0, r).await?),
+    ))
+}

@@ -64,6 +64,7 @@ fn routes(app: &App) -> Router<App> {
             axum::routing::delete(holder::withdraw_grant),
         )
         .route("/v1/holder/accesses", get(holder::accesses))
+        .route("/v1/holder/show-codes", post(holder::show_code))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             holder::require_holder,

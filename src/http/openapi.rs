@@ -36,6 +36,7 @@ use utoipa::{Modify, OpenApi};
         super::holder::create_grant,
         super::holder::withdraw_grant,
         super::holder::accesses,
+        super::holder::show_code,
     ),
     modifiers(&Bearer),
     tags(

@@ -62,6 +62,9 @@ pub struct TrustList {
     #[serde(skip)]
     pub root_der: Vec<u8>,
     pub authorities: Vec<String>,
+    /// (credit code, certificate DER) of each authority.
+    #[serde(skip)]
+    pub authority_certs: Vec<(String, Vec<u8>)>,
     pub endpoint: Option<String>,
     pub issued_at: i64,
     pub next_update: i64,
@@ -115,7 +118,23 @@ pub fn open(text: &str, root_sha256: &str) -> Result<TrustList> {
                 .collect()
         })
         .unwrap_or_default();
+    let authority_certs = payload
+        .get("authorities")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| {
+                    let code = x.get("credit_code")?.as_str()?.to_string();
+                    let der = base64::engine::general_purpose::STANDARD
+                        .decode(x.get("certificate")?.as_str()?)
+                        .ok()?;
+                    Some((code, der))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(TrustList {
+        authority_certs,
         code: s("/region/code").ok_or_else(|| bad("no region code"))?,
         name: s("/region/name").unwrap_or_default(),
         root_der,
@@ -130,6 +149,34 @@ pub fn open(text: &str, root_sha256: &str) -> Result<TrustList> {
             .and_then(Value::as_i64)
             .unwrap_or(0),
     })
+}
+
+/// Opens a trust list whose file is itself the trust anchor (an officer's configured list):
+/// the root inside it is pinned to itself, the signature must still chain to it.
+pub fn open_self_pinned(text: &str) -> Result<TrustList> {
+    let bad = |why: &str| Error::BadTrustList {
+        reason: why.to_string(),
+    };
+    let b = text
+        .trim()
+        .strip_prefix(PREFIX)
+        .ok_or_else(|| bad("does not start with ELT1:"))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(b)
+        .map_err(|_| bad("not base64url"))?;
+    let sign1 = <coset::CoseSign1 as coset::CborSerializable>::from_slice(&bytes)
+        .map_err(|_| bad("not a COSE_Sign1 structure"))?;
+    let root = sign1
+        .payload
+        .as_deref()
+        .and_then(|p| serde_json::from_slice::<Value>(p).ok())
+        .and_then(|v| v.get("root").and_then(Value::as_str).map(String::from))
+        .and_then(|r| base64::engine::general_purpose::STANDARD.decode(r).ok())
+        .ok_or_else(|| bad("no root certificate"))?;
+    open(
+        text,
+        &hex::encode(ring::digest::digest(&ring::digest::SHA256, &root)),
+    )
 }
 
 /// Imports another region's trust list, optionally with the client certificate and key that
