@@ -2059,7 +2059,98 @@ mod present {
     use elicense::present::{Trust, Verdict, check};
     use serde_json::json;
 
-    crate::both_backends!(show_codes_disclose_exactly_and_verify_offline);
+    crate::both_backends!(
+        show_codes_disclose_exactly_and_verify_offline,
+        online_check_reports_live_status_and_replays
+    );
+
+    async fn online_check_reports_live_status_and_replays(env: Env) {
+        let license = env.issue(140).await;
+        let id = license["id"].as_str().unwrap().to_string();
+        let holder = license["holder"]["code"].as_str().unwrap();
+        let (_, session) = env
+            .call(
+                "POST",
+                "/v1/holder/sessions",
+                Some(&json!({"holder_code": holder})),
+            )
+            .await;
+        let token = session["token"].as_str().unwrap().to_string();
+        let (_, sc) = env
+            .call_as(
+                &token,
+                "POST",
+                "/v1/holder/show-codes",
+                Some(&json!({"license_id": id})),
+            )
+            .await;
+        let code = sc["code"].as_str().unwrap().to_string();
+        let verify = |place: &str| json!({"code": code, "place": place});
+        let (s, v) = env
+            .call(
+                "POST",
+                "/v1/show-codes/verify",
+                Some(&verify("交警 一大队 路检点 A")),
+            )
+            .await;
+        assert_eq!(s, axum::http::StatusCode::OK, "{v}");
+        assert_eq!(
+            (
+                v["verdict"].clone(),
+                v["status"]["source"].clone(),
+                v["replay"].clone()
+            ),
+            (json!("valid"), json!("online"), json!(null)),
+            "{v}"
+        );
+        // The same code again: flagged, with where and when it was first seen.
+        let (_, v) = env
+            .call("POST", "/v1/show-codes/verify", Some(&verify("路检点 B")))
+            .await;
+        assert_eq!(
+            v["replay"]["first_seen_at_place"], "交警 一大队 路检点 A",
+            "{v}"
+        );
+        assert_eq!(v["replay"]["first_seen_at"], json!(super::common::T0));
+        // Suspended after the code was made: the online check says so; offline it is stapled valid.
+        env.call(
+            "POST",
+            &format!("/v1/licenses/{id}/status"),
+            Some(&json!({"status": "suspended", "reason": "暂扣"})),
+        )
+        .await;
+        let (_, v) = env
+            .call("POST", "/v1/show-codes/verify", Some(&verify("C")))
+            .await;
+        assert_eq!(v["verdict"], "suspended", "{v}");
+        let tl = elicense::verify::trust::export(&env.app).await.unwrap();
+        let trust = Trust::from_lists(&[elicense::verify::trust::open_self_pinned(&tl).unwrap()]);
+        assert_eq!(
+            check(&code, &trust, super::common::T0).verdict,
+            Verdict::Valid,
+            "stapled status predates the suspension"
+        );
+        // Garbage and an oversized body are clear 4xx or a malformed verdict, never 5xx.
+        let (s, v) = env
+            .call(
+                "POST",
+                "/v1/show-codes/verify",
+                Some(&json!({"code": "EL1:ZZZ"})),
+            )
+            .await;
+        assert_eq!(
+            (s, v["verdict"].clone()),
+            (axum::http::StatusCode::OK, json!("malformed"))
+        );
+        let (s, _) = env
+            .call(
+                "POST",
+                "/v1/show-codes/verify",
+                Some(&json!({"code": "x".repeat(5000)})),
+            )
+            .await;
+        assert_eq!(s, axum::http::StatusCode::BAD_REQUEST);
+    }
 
     async fn show_codes_disclose_exactly_and_verify_offline(env: Env) {
         let license = env.issue(130).await;

@@ -227,3 +227,16 @@ pub async fn trust_list(State(app): State<App>) -> ApiResult<impl IntoResponse> 
     let tl = crate::verify::trust::export(&app).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain")], tl))
 }
+
+#[utoipa::path(post, path = "/v1/show-codes/verify", tag = "holder", request_body = crate::present::OnlineCheck,
+    responses((status = 200, description = "The verdict with the live status and replay detection", body = crate::present::OnlineResult),
+              (status = 400, body = ErrorBody)))]
+pub async fn verify_show_code(
+    State(app): State<App>,
+    Json(r): Json<crate::present::OnlineCheck>,
+) -> ApiResult<axum::Json<crate::present::OnlineResult>> {
+    if r.code.len() > 4096 {
+        return Err(Error::bad_request("a show code is at most 4096 characters").into());
+    }
+    Ok(axum::Json(crate::present::check_online(&app, r).await?))
+}

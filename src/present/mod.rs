@@ -459,3 +459,98 @@ pub fn check(text: &str, trust: &Trust, now: i64) -> Check {
     }
     c
 }
+
+/// An online check request.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnlineCheck {
+    /// The show code (`EL1:...`).
+    pub code: String,
+    /// Where the check happens (officer, checkpoint), recorded for replay reports.
+    #[serde(default)]
+    pub place: Option<String>,
+}
+
+/// An earlier sighting of the same code.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Replay {
+    pub first_seen_at: i64,
+    pub first_seen_at_place: String,
+}
+
+/// The online verdict: the offline one, the live status, and replay detection.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OnlineResult {
+    #[serde(flatten)]
+    pub check: Check,
+    /// Set when this code was seen before.
+    pub replay: Option<Replay>,
+}
+
+/// The authority keys this deployment trusts: its own and those of imported regions.
+pub async fn deployment_trust(app: &crate::app::App) -> Result<Trust> {
+    let root = app.pki.root().await?.der;
+    let mut keys = Vec::new();
+    for a in app.store.authorities().await? {
+        if let Some(c) = app.store.certificate(&a.cert_serial).await? {
+            keys.push((cert_kid(&c.der), c.der, root.clone()));
+        }
+    }
+    for r in app.store.foreign_regions().await? {
+        if let Ok(tl) = crate::verify::trust::open_self_pinned(&r.trust_list) {
+            for (_, der) in tl.authority_certs {
+                keys.push((cert_kid(&der), der, r.root_der.clone()));
+            }
+        }
+    }
+    Ok(Trust { keys })
+}
+
+/// Checks a code online: as offline, then the live status for our own licenses, and whether
+/// the same code (cti) was seen before.
+pub async fn check_online(app: &crate::app::App, req: OnlineCheck) -> Result<OnlineResult> {
+    let now = app.clock.unix();
+    let trust = deployment_trust(app).await?;
+    let mut c = check(&req.code, &trust, now);
+    let authentic = !matches!(
+        c.verdict,
+        Verdict::Forged | Verdict::UnknownIssuer | Verdict::Malformed
+    );
+    if authentic
+        && let Some(id) = c.license_id.clone()
+        && let Ok((row, _)) = app.licenses.find(&id).await
+    {
+        let live = app.licenses.effective_status(&row);
+        c.status = Some(StatusInfo {
+            code: live.code().into(),
+            as_of: now,
+            freshness: "fresh".into(),
+            source: "online".into(),
+        });
+        if c.verdict != Verdict::CodeExpired {
+            c.verdict = match live {
+                Status::Valid => Verdict::Valid,
+                Status::Suspended => Verdict::Suspended,
+                Status::Revoked => Verdict::Revoked,
+                _ => Verdict::NotInForce,
+            };
+            c.reason = format!("authentic; live status {}", live.code());
+        }
+    }
+    let mut replay = None;
+    if authentic && let (Some(cti), Some(id)) = (&c.cti, &c.license_id) {
+        let place = req
+            .place
+            .unwrap_or_default()
+            .chars()
+            .take(100)
+            .collect::<String>();
+        replay = app.store.sight_show_code(cti, id, now, &place).await?.map(
+            |(first_seen_at, first_seen_at_place)| Replay {
+                first_seen_at,
+                first_seen_at_place,
+            },
+        );
+    }
+    Ok(OnlineResult { check: c, replay })
+}

@@ -84,3 +84,37 @@ impl Store {
         }))
     }
 }
+
+impl Store {
+    /// Records the first sighting of a show code; returns the earlier sighting when there was one.
+    pub async fn sight_show_code(
+        &self,
+        cti: &str,
+        license_id: &str,
+        at: i64,
+        place: &str,
+    ) -> Result<Option<(i64, String)>> {
+        with_pool!(self, pool => {
+            let n = sqlx::query(
+                "INSERT INTO show_code_sightings (cti, license_id, first_seen_at, first_seen_at_place) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (cti) DO NOTHING",
+            )
+            .bind(cti)
+            .bind(license_id)
+            .bind(at)
+            .bind(place)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                return Ok(None);
+            }
+            Ok(sqlx::query_as::<_, (i64, String)>(
+                "SELECT first_seen_at, first_seen_at_place FROM show_code_sightings WHERE cti = $1",
+            )
+            .bind(cti)
+            .fetch_optional(pool)
+            .await?)
+        })
+    }
+}
