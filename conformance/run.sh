@@ -142,6 +142,12 @@ for printed in "" "--printed"; do
   check "elicense check accepts the ${printed:-phone} code with the trust list only" \
     "$bin" --data-dir "$work/nowhere" check "$code" --trust "$work/trust-list.txt"
 done
+auth -X POST -H 'content-type: application/json' -d '{"status":"suspended","reason":"conformance"}' \
+  "$base/v1/licenses/$lic_id/status" >/dev/null || fail "suspend the license"
+curl -sf "$base/v1/status-list" >"$work/status-list.txt"
+check "with the fresh status list, the offline check of the earlier code says suspended" \
+  sh -c "'$bin' --data-dir '$work/nowhere' check '$code' --trust '$work/trust-list.txt' --status '$work/status-list.txt' \
+         | grep -q '\"verdict\": \"suspended\"'"
 
 echo "conformance: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

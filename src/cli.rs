@@ -104,6 +104,9 @@ pub enum Command {
         /// The trust list (ELT1:...) of the region(s) whose codes to accept; repeatable.
         #[arg(long, required = true)]
         trust: Vec<PathBuf>,
+        /// A status list (ELS1:...) fetched from the issuing region, fresher than the code.
+        #[arg(long)]
+        status: Option<PathBuf>,
     },
     /// Measure issuance and verification throughput against the raw ECDSA rates of this machine.
     Bench(crate::bench::BenchArgs),
@@ -555,7 +558,11 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let app = open(g).await?;
             println!("{}", app.create_token(&name).await.map_err(coded)?);
         }
-        Command::Check { code, trust } => {
+        Command::Check {
+            code,
+            trust,
+            status,
+        } => {
             let text = if code.trim_start().starts_with(crate::present::PREFIX) {
                 code
             } else {
@@ -566,7 +573,15 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 lists.push(crate::verify::trust::open_self_pinned(&read_input(t)?).map_err(coded)?);
             }
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            let c = crate::present::check(&text, &crate::present::Trust::from_lists(&lists), now);
+            let mut c =
+                crate::present::check(&text, &crate::present::Trust::from_lists(&lists), now);
+            if let Some(p) = status {
+                let roots: Vec<Vec<u8>> = lists.iter().map(|l| l.root_der.clone()).collect();
+                let list =
+                    crate::present::status_list::open(&read_input(&p)?, &roots).map_err(coded)?;
+                let index = c.status_index;
+                crate::present::status_list::apply(&mut c, &list, index, now);
+            }
             print_json(&c)?;
             if c.verdict != crate::present::Verdict::Valid {
                 return Ok(std::process::ExitCode::from(1));

@@ -2061,8 +2061,131 @@ mod present {
 
     crate::both_backends!(
         show_codes_disclose_exactly_and_verify_offline,
-        online_check_reports_live_status_and_replays
+        online_check_reports_live_status_and_replays,
+        status_list_reflects_changes_for_offline_checks
     );
+
+    async fn status_list_reflects_changes_for_offline_checks(env: Env) {
+        use axum::body::Body;
+        use axum::http::Request;
+        let a = env.issue(150).await;
+        let b = env.issue(151).await;
+        let c = env.issue(152).await;
+        let fetch = || async {
+            let (s, body) = env
+                .raw(
+                    Request::builder()
+                        .uri("/v1/status-list")
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await;
+            assert_eq!(s, axum::http::StatusCode::OK);
+            String::from_utf8(body).unwrap()
+        };
+        let root = env.app.pki.root().await.unwrap().der;
+        let open =
+            |t: &str| elicense::present::status_list::open(t, std::slice::from_ref(&root)).unwrap();
+        let idx = |l: &serde_json::Value| {
+            elicense::license::id::LicenseId::parse(l["id"].as_str().unwrap())
+                .unwrap()
+                .lineage()
+        };
+        let store = env.app.store.clone();
+        let index_of = |lineage: String| {
+            let store = store.clone();
+            async move {
+                store
+                    .license_by_lineage(&lineage)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .status_index
+            }
+        };
+        let (ia, ib, ic) = (
+            index_of(idx(&a)).await,
+            index_of(idx(&b)).await,
+            index_of(idx(&c)).await,
+        );
+        assert!(ia >= 0 && ib >= 0 && ic >= 0 && ia != ib && ib != ic);
+        let list = open(&fetch().await);
+        assert_eq!(
+            (list.get(ia), list.get(ib), list.get(ic)),
+            (Some(0), Some(0), Some(0))
+        );
+        // Revoke one, suspend another: the next list says so at once.
+        env.call(
+            "POST",
+            &format!("/v1/licenses/{}/status", a["id"].as_str().unwrap()),
+            Some(&json!({"status": "revoked", "reason": "r"})),
+        )
+        .await;
+        env.call(
+            "POST",
+            &format!("/v1/licenses/{}/status", b["id"].as_str().unwrap()),
+            Some(&json!({"status": "suspended", "reason": "r"})),
+        )
+        .await;
+        let text = fetch().await;
+        let list = open(&text);
+        assert_eq!(
+            (list.get(ia), list.get(ib), list.get(ic)),
+            (Some(1), Some(2), Some(0))
+        );
+        // A forged list does not open.
+        let mut bad = text.clone().into_bytes();
+        let n = bad.len();
+        bad[n - 5] = if bad[n - 5] == b'A' { b'B' } else { b'A' };
+        assert!(
+            elicense::present::status_list::open(
+                &String::from_utf8(bad).unwrap(),
+                std::slice::from_ref(&root)
+            )
+            .is_err()
+        );
+
+        // An offline check of a code made while c was valid, with a list fetched later.
+        let holder = c["holder"]["code"].as_str().unwrap();
+        let (_, session) = env
+            .call(
+                "POST",
+                "/v1/holder/sessions",
+                Some(&json!({"holder_code": holder})),
+            )
+            .await;
+        let token = session["token"].as_str().unwrap().to_string();
+        let tl = elicense::verify::trust::export(&env.app).await.unwrap();
+        let trust = Trust::from_lists(&[elicense::verify::trust::open_self_pinned(&tl).unwrap()]);
+        let (_, sc) = env
+            .call_as(
+                &token,
+                "POST",
+                "/v1/holder/show-codes",
+                Some(&json!({"license_id": c["id"]})),
+            )
+            .await;
+        let code_c = sc["code"].as_str().unwrap().to_string();
+        let mut chk = check(&code_c, &trust, super::common::T0);
+        assert_eq!(chk.verdict, Verdict::Valid);
+        // c is then suspended; a list fetched later turns the offline verdict to suspended.
+        env.clock.set(super::common::T0 + 10);
+        env.call(
+            "POST",
+            &format!("/v1/licenses/{}/status", c["id"].as_str().unwrap()),
+            Some(&json!({"status": "suspended", "reason": "r"})),
+        )
+        .await;
+        let list = open(&fetch().await);
+        let index = chk.status_index;
+        elicense::present::status_list::apply(&mut chk, &list, index, super::common::T0 + 20);
+        assert_eq!(chk.verdict, Verdict::Suspended, "{chk:?}");
+        let st = chk.status.unwrap();
+        assert_eq!(
+            (st.source.as_str(), st.freshness.as_str(), st.code.as_str()),
+            ("status_list", "fresh", "02")
+        );
+    }
 
     async fn online_check_reports_live_status_and_replays(env: Env) {
         let license = env.issue(140).await;

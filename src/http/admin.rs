@@ -240,3 +240,16 @@ pub async fn verify_show_code(
     }
     Ok(axum::Json(crate::present::check_online(&app, r).await?))
 }
+
+#[utoipa::path(get, path = "/v1/status-list", tag = "pki",
+    responses((status = 200, description = "This region's signed status list (`ELS1:` + base64url COSE_Sign1; 2 bits a license)", content_type = "text/plain", body = String)))]
+pub async fn status_list(State(app): State<App>) -> ApiResult<impl IntoResponse> {
+    let list = crate::present::status_list::build(&app).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        list,
+    ))
+}

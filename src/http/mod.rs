@@ -79,6 +79,7 @@ fn routes(app: &App) -> Router<App> {
         .route("/v1/pki/root", get(admin::root_pem))
         .route("/v1/pki/crl", get(admin::crl))
         .route("/v1/trust-list", get(admin::trust_list))
+        .route("/v1/status-list", get(admin::status_list))
         .route("/v1/show-codes/verify", post(admin::verify_show_code))
         .merge(protected)
 }

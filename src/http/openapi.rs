@@ -12,6 +12,7 @@ use utoipa::{Modify, OpenApi};
         super::admin::root_pem,
         super::admin::crl,
         super::admin::trust_list,
+        super::admin::status_list,
         super::admin::verify_show_code,
         super::admin::authorities,
         super::admin::authority,

@@ -425,5 +425,15 @@ async fn settle_batch(
         }
         _ => sign_all(),
     };
-    Ok((rows?, skipped, errors))
+    let mut rows = rows?;
+    if !rows.is_empty() {
+        let first = lic
+            .store()
+            .reserve_status_indexes(rows.len() as i64)
+            .await?;
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.status_index = first + i as i64;
+        }
+    }
+    Ok((rows, skipped, errors))
 }

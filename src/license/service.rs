@@ -239,6 +239,11 @@ fn parse_date(s: &str, path: &str) -> std::result::Result<Date, FieldError> {
     Date::parse(s, &Iso8601::DATE).map_err(|_| bad())
 }
 
+/// `YYYY-MM-DD`.
+pub fn fmt_date_pub(d: Date) -> String {
+    fmt_date(d)
+}
+
 fn fmt_date(d: Date) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
@@ -571,6 +576,7 @@ impl Licenses {
             issued_by: actor.to_string(),
             created_at: now,
             updated_at: now,
+            status_index: -1,
         })
     }
 
@@ -917,6 +923,7 @@ impl Licenses {
             &row.issued_by,
         )?;
         new_row.created_at = row.created_at;
+        new_row.status_index = row.status_index;
         if !self.store.amend(&new_row, &row, &a.reason, actor).await? {
             return Err(Error::IllegalTransition {
                 from: "changed concurrently".into(),

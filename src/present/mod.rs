@@ -10,6 +10,7 @@
 //! certificate.
 
 pub mod qr;
+pub mod status_list;
 
 use crate::error::{Error, FieldError, Result};
 use crate::license::Status;
@@ -132,6 +133,10 @@ pub async fn issue(app: &crate::app::App, holder: &str, req: ShowCodeRequest) ->
             Cbor::Text(status.code().into()),
         ),
         (Cbor::Text("status_as_of".into()), Cbor::Integer(now.into())),
+        (
+            Cbor::Text("status_index".into()),
+            Cbor::Integer(row.status_index.into()),
+        ),
     ]);
     let claims = Cbor::Map(vec![
         (Cbor::Integer(1.into()), Cbor::Text(row.issuer.clone())),
@@ -295,6 +300,8 @@ pub struct Check {
     pub expires_at: Option<i64>,
     /// Hex of the code's unique id (for replay detection online).
     pub cti: Option<String>,
+    /// The license's place in its region's status list.
+    pub status_index: Option<i64>,
 }
 
 fn verdict_only(verdict: Verdict, reason: &str) -> Check {
@@ -311,6 +318,7 @@ fn verdict_only(verdict: Verdict, reason: &str) -> Check {
         issued_at: None,
         expires_at: None,
         cti: None,
+        status_index: None,
     }
 }
 
@@ -441,6 +449,7 @@ pub fn check(text: &str, trust: &Trust, now: i64) -> Check {
         issued_at: iat,
         expires_at: exp,
         cti: claims.get("7").and_then(Value::as_str).map(String::from),
+        status_index: lic.get("status_index").and_then(Value::as_i64),
     };
     if !id_ok {
         c.verdict = Verdict::Forged;

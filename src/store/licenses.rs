@@ -55,7 +55,7 @@ macro_rules! insert_rows {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO licenses (lineage, id, version, type_code, number, issuer, holder_name, holder_code, \
                  holder_code_type, issue_date, valid_from, valid_to, status, record, signature, source_hash, issued_by, \
-                 created_at, updated_at) ",
+                 created_at, updated_at, status_index) ",
             );
             qb.push_values(chunk, |mut b, r| {
                 b.push_bind(&r.lineage).push_bind(&r.id).push_bind(r.version).push_bind(&r.type_code)
@@ -63,7 +63,8 @@ macro_rules! insert_rows {
                     .push_bind(&r.holder_code).push_bind(&r.holder_code_type).push_bind(&r.issue_date)
                     .push_bind(&r.valid_from).push_bind(&r.valid_to).push_bind(&r.status)
                     .push_bind(&r.record).push_bind(&r.signature).push_bind(&r.source_hash)
-                    .push_bind(&r.issued_by).push_bind(r.created_at).push_bind(r.updated_at);
+                    .push_bind(&r.issued_by).push_bind(r.created_at).push_bind(r.updated_at)
+                    .push_bind(r.status_index);
             });
             qb.build().execute(&mut *$tx).await?;
         }
@@ -73,7 +74,7 @@ macro_rules! insert_rows {
 /// The COPY statement for `licenses`, in the column order of [`copy_csv`].
 const COPY_LICENSES: &str = "COPY licenses (lineage, id, version, type_code, number, issuer, holder_name, holder_code, \
      holder_code_type, issue_date, valid_from, valid_to, status, record, signature, source_hash, issued_by, created_at, \
-     updated_at) FROM STDIN WITH (FORMAT csv)";
+     updated_at, status_index) FROM STDIN WITH (FORMAT csv)";
 
 fn csv_text(out: &mut String, v: &str) {
     out.push('"');
@@ -134,6 +135,8 @@ fn copy_csv(rows: &[LicenseRow]) -> String {
         out.push_str(&r.created_at.to_string());
         out.push(',');
         out.push_str(&r.updated_at.to_string());
+        out.push(',');
+        out.push_str(&r.status_index.to_string());
         out.push('\n');
     }
     out
@@ -171,6 +174,8 @@ pub struct LicenseRow {
     pub issued_by: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Place in the region's status list.
+    pub status_index: i64,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -230,8 +235,12 @@ pub struct LicenseFilter {
 }
 
 const LICENSE_COLUMNS: &str = "SELECT lineage, id, version, type_code, number, issuer, holder_name, holder_code, \
-     holder_code_type, issue_date, valid_from, valid_to, status, record, signature, source_hash, issued_by, created_at, updated_at \
-     FROM licenses";
+     holder_code_type, issue_date, valid_from, valid_to, status, record, signature, source_hash, issued_by, created_at, updated_at, \
+     status_index FROM licenses";
+
+/// Reserves `$1` status-list indexes; returns the next free one after them.
+const STATUS_INDEX_RESERVE: &str = "INSERT INTO serial_counters (type_code, issuer, year, next) VALUES ('*status-list*', '', 0, $1) \
+     ON CONFLICT (type_code, issuer, year) DO UPDATE SET next = serial_counters.next + $1 RETURNING next";
 
 /// Rows per multi-row INSERT: keeps under SQLite's 32,766 bound parameters.
 const INSERT_CHUNK: usize = 500;
@@ -260,6 +269,28 @@ impl Store {
             .await?;
             Ok(next - n)
         })
+    }
+
+    /// Reserves `n` consecutive status-list indexes; returns the first.
+    pub async fn reserve_status_indexes(&self, n: i64) -> Result<i64> {
+        with_pool!(self, pool => {
+            let next: i64 = sqlx::query_scalar(STATUS_INDEX_RESERVE)
+                .bind(n)
+                .fetch_one(pool)
+                .await?;
+            Ok(next - n)
+        })
+    }
+
+    /// Every license's status-list index with its status and validity end, in index order.
+    pub async fn status_entries(&self) -> Result<Vec<(i64, String, Option<String>)>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, (i64, String, Option<String>)>(
+                "SELECT status_index, status, valid_to FROM licenses WHERE status_index >= 0 ORDER BY status_index",
+            )
+            .fetch_all(pool)
+            .await?
+        }))
     }
 
     /// Which of `numbers` of a type are already issued.
@@ -359,10 +390,15 @@ impl Store {
                 .bind(i64::from(year))
                 .fetch_one(&mut *tx)
                 .await?;
-                let row = match make(next - 1) {
+                let index: i64 = sqlx::query_scalar(STATUS_INDEX_RESERVE)
+                    .bind(1_i64)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let mut row = match make(next - 1) {
                     Ok(row) => row,
                     Err(e) => return Ok(Err(e)),
                 };
+                row.status_index = index - 1;
                 let rows = std::slice::from_ref(&row);
                 insert_rows!(tx, rows);
                 tx.commit().await?;
