@@ -142,6 +142,8 @@ for printed in "" "--printed"; do
   check "elicense check accepts the ${printed:-phone} code with the trust list only" \
     "$bin" --data-dir "$work/nowhere" check "$code" --trust "$work/trust-list.txt"
 done
+check "elicense check reads the code from the QR image itself" \
+  "$bin" --data-dir "$work/nowhere" check "$work/sc.png" --trust "$work/trust-list.txt"
 auth -X POST -H 'content-type: application/json' -d '{"status":"suspended","reason":"conformance"}' \
   "$base/v1/licenses/$lic_id/status" >/dev/null || fail "suspend the license"
 curl -sf "$base/v1/status-list" >"$work/status-list.txt"

@@ -99,7 +99,7 @@ pub enum Command {
     Token(TokenCmd),
     /// Check a show code offline with a trust list (exit 0 only when authentic and valid).
     Check {
-        /// The code (EL1:...), or a file containing it.
+        /// The code (EL1:...), a file containing it, or a PNG image of its QR code.
         code: String,
         /// The trust list (ELT1:...) of the region(s) whose codes to accept; repeatable.
         #[arg(long, required = true)]
@@ -566,7 +566,12 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let text = if code.trim_start().starts_with(crate::present::PREFIX) {
                 code
             } else {
-                read_input(&PathBuf::from(&code))?
+                let bytes = std::fs::read(&code).with_context(|| format!("reading {code}"))?;
+                if bytes.starts_with(b"\x89PNG") {
+                    crate::present::qr::decode_png(&bytes).map_err(coded)?
+                } else {
+                    String::from_utf8_lossy(&bytes).trim().to_string()
+                }
             };
             let mut lists = Vec::new();
             for t in &trust {

@@ -59,3 +59,55 @@ pub fn png(text: &str, printed: bool, scale: usize) -> Result<Vec<u8>> {
     }
     Ok(out)
 }
+
+/// Reads the show code out of a QR image (PNG), for checking a photo or a scan.
+pub fn decode_png(bytes: &[u8]) -> Result<String> {
+    let bad = |why: String| Error::bad_request(format!("QR image: {why}"));
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().map_err(|e| bad(e.to_string()))?;
+    let (w, h) = (reader.info().width as usize, reader.info().height as usize);
+    if w == 0 || h == 0 || w > 8000 || h > 8000 {
+        return Err(bad(format!("{w}x{h} pixels is not a sensible size")));
+    }
+    let mut buf = vec![
+        0u8;
+        reader
+            .output_buffer_size()
+            .ok_or_else(|| bad("too large".into()))?
+    ];
+    let frame = reader
+        .next_frame(&mut buf)
+        .map_err(|e| bad(e.to_string()))?;
+    let channels = frame.color_type.samples();
+    let luma = |x: usize, y: usize| -> u8 {
+        let i = (y * w + x) * channels;
+        match channels {
+            1 | 2 => buf.get(i).copied().unwrap_or(255),
+            _ => {
+                let px = |k: usize| u32::from(buf.get(i + k).copied().unwrap_or(255));
+                ((px(0) * 299 + px(1) * 587 + px(2) * 114) / 1000) as u8
+            }
+        }
+    };
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, luma);
+    for grid in img.detect_grids() {
+        if let Ok((_, text)) = grid.decode() {
+            return Ok(text);
+        }
+    }
+    Err(bad("no QR code found".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn png_round_trip() {
+        let code = "EL1:6BFOXN*TS0BI$ZD.P9UOL97O4-2HH77HRM3DSPTLRR+%3";
+        for printed in [false, true] {
+            let png = super::png(code, printed, 4).unwrap();
+            assert_eq!(super::decode_png(&png).unwrap(), code);
+        }
+        assert!(super::decode_png(b"not a png").is_err());
+    }
+}
