@@ -15,5 +15,7 @@ echo "== cargo clippy"
 cargo clippy --quiet --all-targets -- -D warnings
 echo "== cargo test (SQLite and PostgreSQL)"
 cargo test --quiet
+echo "== benchmark smoke (a tiny run of the bench command; figures from a debug build mean nothing)"
+cargo run --quiet -- bench --quick --licenses 300 --verify-seconds 1 >/dev/null
 echo "== conformance"
 bash conformance/run.sh

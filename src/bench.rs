@@ -121,9 +121,14 @@ pub fn raw_sign_rate(threads: usize, dur: Duration) -> f64 {
     total as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Issues `n` synthetic licenses through the bulk path into a fresh database at `url`;
-/// returns (licenses per second, CPU cores used by this process).
-async fn issuance(url: &str, dir: &std::path::Path, n: u64) -> anyhow::Result<(f64, f64, f64)> {
+/// A scratch deployment for benchmarks: region 340600 with one authority in `dir` on the
+/// database at `url`, and a JSONL file of `n` synthetic ID-card requests (seeded by `seed`).
+pub(crate) async fn scratch(
+    url: &str,
+    dir: &std::path::Path,
+    n: u64,
+    seed: u64,
+) -> anyhow::Result<(App, std::path::PathBuf, String)> {
     let config = Config::load(&Overrides {
         data_dir: Some(dir.to_path_buf()),
         database_url: Some(url.to_string()),
@@ -146,7 +151,7 @@ async fn issuance(url: &str, dir: &std::path::Path, n: u64) -> anyhow::Result<(f
     {
         use std::io::Write;
         let mut w = std::io::BufWriter::new(std::fs::File::create(&file)?);
-        let mut rng = crate::demo::Rng::new(7);
+        let mut rng = crate::demo::Rng::new(seed);
         for i in 0..n {
             let r = crate::demo::request(
                 &mut rng,
@@ -158,6 +163,14 @@ async fn issuance(url: &str, dir: &std::path::Path, n: u64) -> anyhow::Result<(f
         }
         w.flush()?;
     }
+    Ok((app, file, code.clone()))
+}
+
+/// Issues `n` synthetic licenses through the bulk path into a fresh database at `url`;
+/// returns (licenses per second, CPU cores used, single-issuance rate).
+async fn issuance(url: &str, dir: &std::path::Path, n: u64) -> anyhow::Result<(f64, f64, f64)> {
+    let (app, file, code) = scratch(url, dir, n, 7).await?;
+    let code = &code;
     let server = |url: &str| {
         if url.starts_with("postgres") {
             cpu_seconds_of("postgres")

@@ -1,9 +1,6 @@
 //! The verification benchmark: `POST /v1/verifications` over mutual TLS on loopback with many
 //! keep-alive connections, next to the raw ES256 verification rate measured in the same run.
 
-use crate::app::App;
-use crate::config::{Config, Overrides};
-use anyhow::Context;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,39 +69,8 @@ fn pem_der(pem: &str) -> anyhow::Result<Vec<u8>> {
 /// TLS on loopback, and drives it with `connections` keep-alive connections for `dur`.
 pub async fn run(licenses: u64, connections: usize, dur: Duration) -> anyhow::Result<LoadResult> {
     let dir = tempfile::tempdir()?;
-    let config = Config::load(&Overrides {
-        data_dir: Some(dir.path().to_path_buf()),
-        ..Default::default()
-    })?;
-    let app = App::open(config, true)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    app.pki
-        .init_region("340600", "Bench")
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let auths = crate::demo::authorities();
-    let (code, name, types) = auths.first().context("authorities")?;
-    app.licenses
-        .add_authority(code, name, "municipal", types)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let file = dir.path().join("v.jsonl");
-    {
-        use std::io::Write;
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&file)?);
-        let mut rng = crate::demo::Rng::new(3);
-        for i in 0..licenses {
-            let r = crate::demo::request(
-                &mut rng,
-                crate::license::types::RESIDENT_ID_CARD,
-                code,
-                i + 1,
-            );
-            writeln!(w, "{r}")?;
-        }
-        w.flush()?;
-    }
+    let url = format!("sqlite://{}", dir.path().join("v.db").display());
+    let (app, file, _) = crate::bench::scratch(&url, dir.path(), licenses, 3).await?;
     crate::license::import::import_file(&app.licenses, &file, &Default::default(), &mut ())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
