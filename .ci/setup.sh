@@ -3,7 +3,7 @@
 set -euo pipefail
 
 need_apt=()
-for pkg in openssl curl postgresql zbar-tools; do
+for pkg in openssl curl postgresql zbar-tools chromium fonts-noto-cjk nodejs npm; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -26,4 +26,12 @@ if ! "$venv/bin/python" -c 'import pkilint, cbor2, cryptography' >/dev/null 2>&1
   echo "setup: creating $venv (pkilint, cbor2, cryptography)"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check 'pkilint>=0.13' 'cbor2>=5' 'cryptography>=42'
+fi
+
+# playwright-core (drives Debian's Chromium; downloads no browser of its own), outside the clone.
+node_dir="${ELICENSE_NODE_DIR:-/var/cache/elicense-node}"
+if [ ! -d "$node_dir/node_modules/playwright-core" ]; then
+  echo "setup: installing playwright-core in $node_dir"
+  mkdir -p "$node_dir"
+  (cd "$node_dir" && { [ -f package.json ] || npm init -y >/dev/null; } && npm install --silent --no-audit --no-fund playwright-core@1 >/dev/null)
 fi

@@ -151,5 +151,15 @@ check "with the fresh status list, the offline check of the earlier code says su
   sh -c "'$bin' --data-dir '$work/nowhere' check '$code' --trust '$work/trust-list.txt' --status '$work/status-list.txt' \
          | grep -q '\"verdict\": \"suspended\"'"
 
+echo "== The wallet and the officer page in a real browser (Chromium)"
+shots="${ELICENSE_SCREENSHOTS:-$work/screenshots}"
+mkdir -p "$shots"
+web_lic=$(auth "$base/v1/licenses?limit=5&status=valid" | "$venv/bin/python" -c 'import json,sys; l=json.load(sys.stdin)["items"][-1]; print(l["id"], l["holder"]["code"])')
+check "a browser signs in to /wallet, shows a QR, and /check says valid (exact fields), then revoked" \
+  env ELICENSE_NODE_MODULES="${ELICENSE_NODE_DIR:-/var/cache/elicense-node}/node_modules" \
+  node conformance/browser.mjs "$base" "${web_lic#* }" "${web_lic% *}" "$token" "$shots"
+grep -h "^browser:" "$work/last.log" | sed 's/^/       /'
+echo "       screenshots: $shots"
+
 echo "conformance: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -17,3 +17,4 @@ pub mod pki;
 pub mod present;
 pub mod store;
 pub mod verify;
+pub mod web;

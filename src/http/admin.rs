@@ -253,3 +253,18 @@ pub async fn status_list(State(app): State<App>) -> ApiResult<impl IntoResponse>
         list,
     ))
 }
+
+#[utoipa::path(post, path = "/v1/show-codes/verify-image", tag = "holder",
+    request_body(content = Vec<u8>, content_type = "image/png", description = "A photo or scan of the QR code"),
+    responses((status = 200, body = crate::present::OnlineResult), (status = 400, body = ErrorBody)))]
+pub async fn verify_show_code_image(
+    State(app): State<App>,
+    body: axum::body::Bytes,
+) -> ApiResult<axum::Json<crate::present::OnlineResult>> {
+    let code = crate::present::qr::decode_png(&body)?;
+    let req = crate::present::OnlineCheck {
+        code,
+        place: Some("officer page (image)".into()),
+    };
+    Ok(axum::Json(crate::present::check_online(&app, req).await?))
+}

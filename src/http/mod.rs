@@ -80,6 +80,12 @@ fn routes(app: &App) -> Router<App> {
         .route("/v1/pki/crl", get(admin::crl))
         .route("/v1/trust-list", get(admin::trust_list))
         .route("/v1/status-list", get(admin::status_list))
+        .route(
+            "/v1/show-codes/verify-image",
+            post(admin::verify_show_code_image),
+        )
+        .route("/wallet", get(crate::web::wallet))
+        .route("/check", get(crate::web::check))
         .route("/v1/show-codes/verify", post(admin::verify_show_code))
         .merge(protected)
 }

@@ -14,6 +14,7 @@ use utoipa::{Modify, OpenApi};
         super::admin::trust_list,
         super::admin::status_list,
         super::admin::verify_show_code,
+        super::admin::verify_show_code_image,
         super::admin::authorities,
         super::admin::authority,
         super::admin::add_authority,

@@ -113,6 +113,8 @@ pub struct LicenseView {
     pub version: i64,
     #[serde(rename = "type")]
     pub type_code: String,
+    /// The type's name, as signed in the record.
+    pub type_name: String,
     pub number: String,
     pub issuer: String,
     pub holder: Holder,
@@ -683,6 +685,11 @@ impl Licenses {
             id: row.id.clone(),
             version: row.version,
             type_code: row.type_code.clone(),
+            type_name: rec
+                .pointer("/type/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
             number: row.number.clone(),
             issuer: row.issuer.clone(),
             holder: Holder {
