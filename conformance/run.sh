@@ -152,7 +152,7 @@ check "with the fresh status list, the offline check of the earlier code says su
          | grep -q '\"verdict\": \"suspended\"'"
 
 echo "== The wallet and the officer page in a real browser (Chromium)"
-shots="${ELICENSE_SCREENSHOTS:-$work/screenshots}"
+shots="${ELICENSE_SCREENSHOTS:-$PWD/conformance/out/screenshots}"
 mkdir -p "$shots"
 web_lic=$(auth "$base/v1/licenses?limit=5&status=valid" | "$venv/bin/python" -c 'import json,sys; l=json.load(sys.stdin)["items"][-1]; print(l["id"], l["holder"]["code"])')
 check "a browser signs in to /wallet, shows a QR, and /check says valid (exact fields), then revoked" \

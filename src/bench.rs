@@ -166,6 +166,56 @@ pub(crate) async fn scratch(
     Ok((app, file, code.clone()))
 }
 
+/// Offline show-code checks per second on one thread (one code, checked repeatedly).
+async fn show_code_rate(dur: Duration) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("codes.db").display());
+    let (app, file, _) = scratch(&url, dir.path(), 1, 11).await?;
+    import_file(&app.licenses, &file, &ImportOptions::default(), &mut ())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let f = crate::store::LicenseFilter {
+        limit: 1,
+        ..Default::default()
+    };
+    let row = app
+        .store
+        .list_licenses(&f, "2026-01-01")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .pop()
+        .context("a license")?;
+    let code = crate::present::issue(
+        &app,
+        &row.holder_code,
+        crate::present::ShowCodeRequest {
+            license_id: row.id,
+            fields: vec!["sex".into()],
+            printed: false,
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?
+    .code;
+    let trust = crate::present::deployment_trust(&app)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let now = app.clock.unix();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < dur {
+        for _ in 0..32 {
+            let c = crate::present::check(&code, &trust, now);
+            anyhow::ensure!(
+                c.verdict == crate::present::Verdict::Valid,
+                "benchmark code did not verify"
+            );
+        }
+        n += 32;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
 /// Issues `n` synthetic licenses through the bulk path into a fresh database at `url`;
 /// returns (licenses per second, CPU cores used, single-issuance rate).
 async fn issuance(url: &str, dir: &std::path::Path, n: u64) -> anyhow::Result<(f64, f64, f64)> {
@@ -283,6 +333,17 @@ pub async fn run(_g: &crate::cli::Global, args: BenchArgs) -> anyhow::Result<()>
             note: "API path: validate, check duplicate, reserve serial, sign, commit".into(),
         });
     }
+    // Offline show-code checks on one core, against the raw single-thread verification rate.
+    let rawv1_for_codes = crate::bench_verify::raw_verify_rate(1, dur);
+    let checks = show_code_rate(dur).await?;
+    figs.push(Figure {
+        name: "offline show-code checks, 1 thread".into(),
+        value: checks,
+        unit: "checks/s".into(),
+        baseline: Some(format!("raw verify 1 thread {rawv1_for_codes:.0}/s")),
+        ratio: Some(checks / rawv1_for_codes),
+        note: "Base45 + zlib + COSE + ES256 + claims; target ratio >= 0.70".into(),
+    });
     // Verification over mutual TLS, 64 connections, against the raw verification rate.
     let vdur = Duration::from_secs(
         args.verify_seconds

@@ -229,23 +229,69 @@ fn cbor_to_json(v: &Cbor) -> Value {
     }
 }
 
-/// The certificates an offline verifier trusts: authority certificates that chain to a root.
+/// An authority key an offline verifier trusts, checked once when the trust is built.
+#[derive(Debug, Clone)]
+pub struct TrustedKey {
+    pub kid: [u8; 8],
+    /// Uncompressed P-256 point.
+    pub public_key: Vec<u8>,
+    pub not_before: i64,
+    pub not_after: i64,
+    /// The certificate's signature chains to its region root for document signing.
+    pub chained: bool,
+}
+
+/// The keys an offline verifier trusts: authority certificates and their region roots.
 #[derive(Debug, Clone, Default)]
 pub struct Trust {
-    /// (kid, authority certificate DER, region root DER)
-    pub keys: Vec<([u8; 8], Vec<u8>, Vec<u8>)>,
+    pub keys: Vec<TrustedKey>,
 }
 
 impl Trust {
+    /// Adds an authority certificate, checking its chain to `root` once.
+    pub fn add(&mut self, cert: &[u8], root: &[u8]) {
+        let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert) else {
+            return;
+        };
+        let not_before = parsed.validity().not_before.timestamp();
+        let not_after = parsed.validity().not_after.timestamp();
+        let at = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            u64::try_from(not_before + 1).unwrap_or(0),
+        ));
+        let root_der = rustls_pki_types::CertificateDer::from(root);
+        let ee_der = rustls_pki_types::CertificateDer::from(cert);
+        let chained = webpki::anchor_from_trusted_cert(&root_der).is_ok_and(|anchor| {
+            webpki::EndEntityCert::try_from(&ee_der).is_ok_and(|ee| {
+                ee.verify_for_usage(
+                    webpki::ALL_VERIFICATION_ALGS,
+                    &[anchor],
+                    &[],
+                    at,
+                    webpki::KeyUsage::required(&crate::pki::ca::EKU_DOCUMENT_SIGNING_DER),
+                    None,
+                    None,
+                )
+                .is_ok()
+            })
+        });
+        self.keys.push(TrustedKey {
+            kid: cert_kid(cert),
+            public_key: parsed.public_key().subject_public_key.data.to_vec(),
+            not_before,
+            not_after,
+            chained,
+        });
+    }
+
     /// From trust lists that verified (`trust::open`).
     pub fn from_lists(lists: &[crate::verify::trust::TrustList]) -> Self {
-        let mut keys = Vec::new();
+        let mut t = Trust::default();
         for l in lists {
             for (_, der) in &l.authority_certs {
-                keys.push((cert_kid(der), der.clone(), l.root_der.clone()));
+                t.add(der, &l.root_der);
             }
         }
-        Trust { keys }
+        t
     }
 }
 
@@ -352,28 +398,22 @@ pub fn check(text: &str, trust: &Trust, now: i64) -> Check {
         return verdict_only(Verdict::Forged, "not signed with ES256");
     }
     let kid = sign1.protected.header.key_id.clone();
-    let Some((_, cert, root)) = trust
+    let Some(key) = trust
         .keys
         .iter()
-        .find(|(k, _, _)| k.as_slice() == kid.as_slice())
+        .find(|k| k.kid.as_slice() == kid.as_slice())
     else {
         return verdict_only(
             Verdict::UnknownIssuer,
             "the signing key is not in the trust list",
         );
     };
-    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert) else {
-        return verdict_only(
-            Verdict::UnknownIssuer,
-            "the trust list's certificate is unreadable",
-        );
-    };
-    let key = ring::signature::UnparsedPublicKey::new(
+    let public = ring::signature::UnparsedPublicKey::new(
         &ring::signature::ECDSA_P256_SHA256_FIXED,
-        parsed.public_key().subject_public_key.data.to_vec(),
+        &key.public_key,
     );
     if sign1
-        .verify_signature(b"", |sig, tbs| key.verify(tbs, sig))
+        .verify_signature(b"", |sig, tbs| public.verify(tbs, sig))
         .is_err()
     {
         return verdict_only(
@@ -391,27 +431,9 @@ pub fn check(text: &str, trust: &Trust, now: i64) -> Check {
     };
     let iat = claims.get("6").and_then(Value::as_i64);
     let exp = claims.get("4").and_then(Value::as_i64);
-    // The authority certificate must chain to its root at the time the code was made.
-    let at = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-        u64::try_from(iat.unwrap_or(0)).unwrap_or(0),
-    ));
-    let root_der = rustls_pki_types::CertificateDer::from(root.as_slice());
-    let ee_der = rustls_pki_types::CertificateDer::from(cert.as_slice());
-    let chained = webpki::anchor_from_trusted_cert(&root_der).is_ok_and(|anchor| {
-        webpki::EndEntityCert::try_from(&ee_der).is_ok_and(|ee| {
-            ee.verify_for_usage(
-                webpki::ALL_VERIFICATION_ALGS,
-                &[anchor],
-                &[],
-                at,
-                webpki::KeyUsage::required(&crate::pki::ca::EKU_DOCUMENT_SIGNING_DER),
-                None,
-                None,
-            )
-            .is_ok()
-        })
-    });
-    if !chained {
+    // The authority certificate must chain to its root and be valid when the code was made.
+    let made = iat.unwrap_or(0);
+    if !key.chained || made < key.not_before || made > key.not_after {
         return verdict_only(
             Verdict::UnknownIssuer,
             "the signer's certificate does not chain to a trusted root",
@@ -499,20 +521,20 @@ pub struct OnlineResult {
 /// The authority keys this deployment trusts: its own and those of imported regions.
 pub async fn deployment_trust(app: &crate::app::App) -> Result<Trust> {
     let root = app.pki.root().await?.der;
-    let mut keys = Vec::new();
+    let mut t = Trust::default();
     for a in app.store.authorities().await? {
         if let Some(c) = app.store.certificate(&a.cert_serial).await? {
-            keys.push((cert_kid(&c.der), c.der, root.clone()));
+            t.add(&c.der, &root);
         }
     }
     for r in app.store.foreign_regions().await? {
         if let Ok(tl) = crate::verify::trust::open_self_pinned(&r.trust_list) {
             for (_, der) in tl.authority_certs {
-                keys.push((cert_kid(&der), der, r.root_der.clone()));
+                t.add(&der, &r.root_der);
             }
         }
     }
-    Ok(Trust { keys })
+    Ok(t)
 }
 
 /// Checks a code online: as offline, then the live status for our own licenses, and whether
