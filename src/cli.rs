@@ -163,9 +163,12 @@ pub enum TypeCmd {
         /// Default validity in years (omit for long-term).
         #[arg(long)]
         validity_years: Option<u16>,
-        /// Fields disclosed by default in a show code (comma-separated).
+        /// Fields a holder may choose to disclose in a show code (comma-separated).
         #[arg(long, value_delimiter = ',')]
         disclosable: Vec<String>,
+        /// Fields every show code discloses (comma-separated; holder_name, holder_code allowed).
+        #[arg(long, value_delimiter = ',')]
+        disclose_minimum: Vec<String>,
     },
     /// List registered types.
     List,
@@ -833,6 +836,7 @@ async fn type_cmd(g: &Global, c: TypeCmd) -> anyhow::Result<()> {
             holder_kind,
             validity_years,
             disclosable,
+            disclose_minimum,
         } => {
             let schema: serde_json::Value = serde_json::from_str(&read_input(&schema)?)
                 .context("the schema file is not JSON")?;
@@ -848,6 +852,7 @@ async fn type_cmd(g: &Global, c: TypeCmd) -> anyhow::Result<()> {
                     schema,
                     validity_years,
                     disclosable,
+                    disclose_minimum,
                 })
                 .await
                 .map_err(coded)?;

@@ -21,6 +21,7 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     pub max_import_bytes: Option<usize>,
     pub dev_holder_login: Option<bool>,
+    pub show_code_seconds: Option<i64>,
 }
 
 /// The effective configuration.
@@ -46,6 +47,8 @@ pub struct Config {
     pub max_import_bytes: usize,
     /// Enables the development holder sign-in (any holder code, no proof): never in production.
     pub dev_holder_login: bool,
+    /// How long a phone show code lives (seconds, 30 to 3600).
+    pub show_code_seconds: i64,
 }
 
 /// Values given on the command line or in the environment.
@@ -108,6 +111,10 @@ impl Config {
             max_body_bytes: file.max_body_bytes.unwrap_or(1 << 20),
             max_import_bytes: file.max_import_bytes.unwrap_or(256 << 20),
             dev_holder_login: file.dev_holder_login.unwrap_or(false),
+            show_code_seconds: file
+                .show_code_seconds
+                .unwrap_or(crate::present::PHONE_SECONDS)
+                .clamp(30, 3600),
         })
     }
 

@@ -2392,5 +2392,28 @@ mod present {
             )
             .await;
         assert_eq!(s, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+        // A field the type does not let holders disclose (the address of an ID card).
+        let (s, _) = env
+            .call_as(
+                &token,
+                "POST",
+                "/v1/holder/show-codes",
+                Some(&json!({"license_id": id, "fields": ["address"]})),
+            )
+            .await;
+        assert_eq!(s, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+        // The type's minimum is always there: asking for sex only still discloses the name.
+        let (_, sc) = env
+            .call_as(
+                &token,
+                "POST",
+                "/v1/holder/show-codes",
+                Some(&json!({"license_id": id, "fields": ["sex"]})),
+            )
+            .await;
+        let c = check(sc["code"].as_str().unwrap(), &trust, now);
+        let mut keys: Vec<_> = c.fields.keys().cloned().collect();
+        keys.sort();
+        assert_eq!(keys, vec!["holder_name".to_string(), "sex".to_string()]);
     }
 }

@@ -49,18 +49,44 @@ pub async fn dev_sign_in(
     ))
 }
 
+/// A holder's license with what a show code of its type must and may disclose.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HolderLicense {
+    #[serde(flatten)]
+    pub license: LicenseView,
+    /// Always in a show code.
+    pub disclose_minimum: Vec<String>,
+    /// The holder's choice.
+    pub disclose_optional: Vec<String>,
+}
+
 #[utoipa::path(get, path = "/v1/holder/licenses", tag = "holder",
-    responses((status = 200, body = Vec<LicenseView>), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = Vec<HolderLicense>), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn licenses(
     State(app): State<App>,
     Extension(h): Extension<SignedIn>,
-) -> ApiResult<axum::Json<Vec<LicenseView>>> {
+) -> ApiResult<axum::Json<Vec<HolderLicense>>> {
     let f = crate::store::LicenseFilter {
         holder_code: Some(h.0),
         limit: 500,
         ..Default::default()
     };
-    Ok(axum::Json(app.licenses.list(&f).await?))
+    let mut out = Vec::new();
+    for license in app.licenses.list(&f).await? {
+        let t = app.licenses.license_type(&license.type_code).await?;
+        out.push(HolderLicense {
+            disclose_minimum: t.def.disclose_minimum.clone(),
+            disclose_optional: t
+                .def
+                .disclosable
+                .iter()
+                .filter(|f| !t.def.disclose_minimum.contains(f))
+                .cloned()
+                .collect(),
+            license,
+        });
+    }
+    Ok(axum::Json(out))
 }
 
 #[utoipa::path(get, path = "/v1/holder/grants", tag = "holder",

@@ -48,9 +48,12 @@ pub struct TypeDefinition {
     /// Default validity in years from `valid_from`; absent means long-term (长期).
     #[serde(default)]
     pub validity_years: Option<u16>,
-    /// Fields disclosed by default in a show code.
+    /// Fields a holder may choose to disclose in a show code (the default choice).
     #[serde(default)]
     pub disclosable: Vec<String>,
+    /// Fields every show code discloses (`holder_name`, `holder_code` name the holder).
+    #[serde(default)]
+    pub disclose_minimum: Vec<String>,
 }
 
 /// A registered type with its compiled schema.
@@ -93,8 +96,9 @@ impl LicenseType {
             reason: format!("schema is not a valid JSON Schema: {e}"),
         })?;
         let props = def.schema.get("properties").and_then(Value::as_object);
-        for f in &def.disclosable {
-            if !props.is_some_and(|p| p.contains_key(f)) {
+        for f in def.disclosable.iter().chain(&def.disclose_minimum) {
+            let holder_field = f == "holder_name" || f == "holder_code";
+            if !holder_field && !props.is_some_and(|p| p.contains_key(f)) {
                 return Err(Error::InvalidType {
                     reason: format!("disclosable field {f:?} is not a property of the schema"),
                 });
@@ -112,6 +116,8 @@ impl LicenseType {
             .map_err(|e| Error::internal(format!("stored schema of {}: {e}", row.code)))?;
         let disclosable = serde_json::from_str(&row.disclosable)
             .map_err(|e| Error::internal(format!("stored disclosable of {}: {e}", row.code)))?;
+        let disclose_minimum = serde_json::from_str(&row.disclose_minimum)
+            .map_err(|e| Error::internal(format!("stored disclosure of {}: {e}", row.code)))?;
         let holder_kind = HolderKind::parse(&row.holder_kind)
             .ok_or_else(|| Error::internal(format!("stored holder kind of {}", row.code)))?;
         Self::compile(
@@ -122,6 +128,7 @@ impl LicenseType {
                 schema,
                 validity_years: row.validity_years.and_then(|y| u16::try_from(y).ok()),
                 disclosable,
+                disclose_minimum,
             },
             row.builtin != 0,
         )
@@ -135,6 +142,8 @@ impl LicenseType {
             schema: self.def.schema.to_string(),
             validity_years: self.def.validity_years.map(i64::from),
             disclosable: serde_json::to_string(&self.def.disclosable)
+                .unwrap_or_else(|_| "[]".into()),
+            disclose_minimum: serde_json::to_string(&self.def.disclose_minimum)
                 .unwrap_or_else(|_| "[]".into()),
             builtin: i64::from(self.builtin),
             created_at: now,
@@ -164,6 +173,7 @@ pub fn builtins() -> Vec<TypeDefinition> {
             schema: parse(include_str!("builtin/resident_id_card.json")),
             validity_years: Some(20),
             disclosable: vec!["sex".into(), "birth_date".into()],
+            disclose_minimum: vec!["holder_name".into()],
         },
         TypeDefinition {
             code: DRIVING_LICENCE.into(),
@@ -172,6 +182,7 @@ pub fn builtins() -> Vec<TypeDefinition> {
             schema: parse(include_str!("builtin/driving_licence.json")),
             validity_years: Some(6),
             disclosable: vec!["vehicle_class".into(), "first_issue_date".into()],
+            disclose_minimum: vec!["holder_name".into(), "vehicle_class".into()],
         },
         TypeDefinition {
             code: VEHICLE_LICENCE.into(),
@@ -184,6 +195,7 @@ pub fn builtins() -> Vec<TypeDefinition> {
                 "vehicle_type".into(),
                 "use_character".into(),
             ],
+            disclose_minimum: vec!["plate_number".into()],
         },
         TypeDefinition {
             code: RESIDENCE_PERMIT.into(),
@@ -192,6 +204,7 @@ pub fn builtins() -> Vec<TypeDefinition> {
             schema: parse(include_str!("builtin/residence_permit.json")),
             validity_years: Some(1),
             disclosable: vec!["residence_address".into()],
+            disclose_minimum: vec!["holder_name".into()],
         },
     ]
 }

@@ -64,11 +64,30 @@ pub async fn issue(app: &crate::app::App, holder: &str, req: ShowCodeRequest) ->
         return Err(Error::LicenseNotFound { id: req.license_id });
     }
     let t = app.licenses.license_type(&row.type_code).await?;
-    let fields = if req.fields.is_empty() {
+    // The type's minimum always; then the holder's choice (the type's default choice when none),
+    // which must come from the type's disclosable fields.
+    let chosen_by_holder = if req.fields.is_empty() {
         t.def.disclosable.clone()
     } else {
         req.fields.clone()
     };
+    if let Some(f) = chosen_by_holder
+        .iter()
+        .find(|f| !t.def.disclosable.contains(f) && !t.def.disclose_minimum.contains(f))
+    {
+        return Err(Error::InvalidFields {
+            errors: vec![FieldError::new(
+                "/fields",
+                format!("{f:?} may not be disclosed in a show code of this type"),
+            )],
+        });
+    }
+    let mut fields = t.def.disclose_minimum.clone();
+    for f in chosen_by_holder {
+        if !fields.contains(&f) {
+            fields.push(f);
+        }
+    }
     let record: Value = serde_json::from_str(&row.record).map_err(Error::internal)?;
     let all = record
         .get("fields")
@@ -111,7 +130,7 @@ pub async fn issue(app: &crate::app::App, holder: &str, req: ShowCodeRequest) ->
             })
             .unwrap_or(now + 10 * 365 * 86_400)
     } else {
-        now + PHONE_SECONDS
+        now + app.config.show_code_seconds
     };
     let status = app.licenses.effective_status(&row);
     let auth = app.licenses.signing_authority(&row.issuer).await?;

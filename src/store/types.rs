@@ -11,19 +11,21 @@ pub struct TypeRow {
     pub schema: String,
     pub validity_years: Option<i64>,
     pub disclosable: String,
+    pub disclose_minimum: String,
     pub builtin: i64,
     pub created_at: i64,
 }
 
-const TYPE_COLUMNS: &str = "SELECT code, name, holder_kind, schema, validity_years, disclosable, builtin, created_at FROM license_types";
+const TYPE_COLUMNS: &str = "SELECT code, name, holder_kind, schema, validity_years, disclosable, disclose_minimum, builtin, \
+     created_at FROM license_types";
 
 impl Store {
     /// Registers a type; `replace_builtin` lets start-up refresh the built-ins idempotently.
     pub async fn insert_type(&self, t: &TypeRow) -> Result<()> {
         let r = with_pool!(self, pool => {
             sqlx::query(
-                "INSERT INTO license_types (code, name, holder_kind, schema, validity_years, disclosable, builtin, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO license_types (code, name, holder_kind, schema, validity_years, disclosable, disclose_minimum, \
+                 builtin, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(&t.code)
             .bind(&t.name)
@@ -31,6 +33,7 @@ impl Store {
             .bind(&t.schema)
             .bind(t.validity_years)
             .bind(&t.disclosable)
+            .bind(&t.disclose_minimum)
             .bind(t.builtin)
             .bind(t.created_at)
             .execute(pool)

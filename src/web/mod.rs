@@ -73,13 +73,14 @@ function render(list) {{
     const card = document.createElement('article');
     card.className = 'card';
     card.dataset.id = l.id;
-    const fields = ['holder_name', ...Object.keys(l.fields)];
+    const must = l.disclose_minimum, may = l.disclose_optional;
     card.innerHTML = `<h2>${{esc(l.type_name)}}</h2>
       <p><b>${{esc(l.holder.name)}}</b></p>
       <p class="muted">证照编号 ${{esc(l.number)}}<br>有效期限 ${{esc(l.valid_from)}} 至 ${{esc(l.valid_to || '长期')}}<br>状态 ${{esc(STATUS[l.status] || l.status)}}</p>
       <dl>${{Object.entries(l.fields).map(([k, v]) => `<dt>${{esc(k)}}</dt><dd>${{esc(v)}}</dd>`).join('')}}</dl>
       <fieldset><legend>出示哪些信息 Fields to disclose</legend>
-      ${{fields.map(f => `<label class="f"><input type="checkbox" name="f" value="${{esc(f)}}"> ${{esc(f)}}</label>`).join('')}}</fieldset>
+      ${{must.map(f => `<label class="f"><input type="checkbox" checked disabled value="${{esc(f)}}"> ${{esc(f)}}</label>`).join('')}}
+      ${{may.map(f => `<label class="f"><input type="checkbox" name="f" value="${{esc(f)}}"> ${{esc(f)}}</label>`).join('')}}</fieldset>
       <button class="showqr">亮证 Show QR</button>`;
     card.querySelector('.showqr').onclick = () => show(l.id, card);
     $('cards').appendChild(card);
