@@ -3,9 +3,12 @@
 set -euo pipefail
 
 need_apt=()
-for pkg in openssl curl postgresql zbar-tools chromium fonts-noto-cjk nodejs npm; do
+for pkg in openssl curl postgresql zbar-tools chromium fonts-noto-cjk; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+# Node.js may come with the machine rather than from Debian: install it only when absent.
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   apt-get update -qq
