@@ -70,11 +70,15 @@ pub struct TrustList {
     pub next_update: i64,
 }
 
-/// Checks a trust list against the pinned SHA-256 (hex) of its root.
-pub fn open(text: &str, root_sha256: &str) -> Result<TrustList> {
-    let bad = |why: &str| Error::BadTrustList {
+fn bad(why: &str) -> Error {
+    Error::BadTrustList {
         reason: why.to_string(),
-    };
+    }
+}
+
+/// Decodes a trust list's text form; returns the COSE bytes and the root certificate it names
+/// (not yet trusted: nothing is until its signature chains to a pinned root).
+fn unpack(text: &str) -> Result<(Vec<u8>, Vec<u8>)> {
     let b = text
         .trim()
         .strip_prefix(PREFIX)
@@ -82,43 +86,26 @@ pub fn open(text: &str, root_sha256: &str) -> Result<TrustList> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(b)
         .map_err(|_| bad("not base64url"))?;
-    // The root comes from the list itself but must match the pin before anything is trusted.
     let sign1 = <coset::CoseSign1 as coset::CborSerializable>::from_slice(&bytes)
         .map_err(|_| bad("not a COSE_Sign1 structure"))?;
-    let unverified: Value = sign1
+    let root_der = sign1
         .payload
         .as_deref()
-        .and_then(|p| serde_json::from_slice(p).ok())
-        .ok_or_else(|| bad("payload is not JSON"))?;
-    let root_der = unverified
-        .get("root")
-        .and_then(Value::as_str)
+        .and_then(|p| serde_json::from_slice::<Value>(p).ok())
+        .and_then(|v| v.get("root").and_then(Value::as_str).map(String::from))
         .and_then(|r| base64::engine::general_purpose::STANDARD.decode(r).ok())
         .ok_or_else(|| bad("no root certificate"))?;
-    let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, &root_der));
-    if !digest.eq_ignore_ascii_case(root_sha256.trim()) {
-        return Err(bad(&format!(
-            "the root's SHA-256 is {digest}, not the pinned value"
-        )));
-    }
+    Ok((bytes, root_der))
+}
+
+/// Checks the signature of an unpacked list against `root_der` and reads its contents.
+fn read(bytes: &[u8], root_der: Vec<u8>) -> Result<TrustList> {
     let (payload, _) =
-        super::receipt::open_x5chain(&bytes, std::slice::from_ref(&root_der), "issued_at")
+        super::receipt::open_x5chain(bytes, std::slice::from_ref(&root_der), "issued_at")
             .map_err(|e| bad(&e))?;
     let s = |p: &str| payload.pointer(p).and_then(Value::as_str).map(String::from);
-    let authorities = payload
-        .get("authorities")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| {
-                    x.get("credit_code")
-                        .and_then(Value::as_str)
-                        .map(String::from)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let authority_certs = payload
+    let i = |k: &str| payload.get(k).and_then(Value::as_i64).unwrap_or(0);
+    let authority_certs: Vec<(String, Vec<u8>)> = payload
         .get("authorities")
         .and_then(Value::as_array)
         .map(|a| {
@@ -134,49 +121,34 @@ pub fn open(text: &str, root_sha256: &str) -> Result<TrustList> {
         })
         .unwrap_or_default();
     Ok(TrustList {
+        authorities: authority_certs.iter().map(|(c, _)| c.clone()).collect(),
         authority_certs,
         code: s("/region/code").ok_or_else(|| bad("no region code"))?,
         name: s("/region/name").unwrap_or_default(),
         root_der,
-        authorities,
         endpoint: s("/verification_endpoint"),
-        issued_at: payload
-            .get("issued_at")
-            .and_then(Value::as_i64)
-            .unwrap_or(0),
-        next_update: payload
-            .get("next_update")
-            .and_then(Value::as_i64)
-            .unwrap_or(0),
+        issued_at: i("issued_at"),
+        next_update: i("next_update"),
     })
 }
 
+/// Checks a trust list against the pinned SHA-256 (hex) of its root.
+pub fn open(text: &str, root_sha256: &str) -> Result<TrustList> {
+    let (bytes, root_der) = unpack(text)?;
+    let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, &root_der));
+    if !digest.eq_ignore_ascii_case(root_sha256.trim()) {
+        return Err(bad(&format!(
+            "the root's SHA-256 is {digest}, not the pinned value"
+        )));
+    }
+    read(&bytes, root_der)
+}
+
 /// Opens a trust list whose file is itself the trust anchor (an officer's configured list):
-/// the root inside it is pinned to itself, the signature must still chain to it.
+/// the root inside it is trusted as given, and the signature must still chain to it.
 pub fn open_self_pinned(text: &str) -> Result<TrustList> {
-    let bad = |why: &str| Error::BadTrustList {
-        reason: why.to_string(),
-    };
-    let b = text
-        .trim()
-        .strip_prefix(PREFIX)
-        .ok_or_else(|| bad("does not start with ELT1:"))?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(b)
-        .map_err(|_| bad("not base64url"))?;
-    let sign1 = <coset::CoseSign1 as coset::CborSerializable>::from_slice(&bytes)
-        .map_err(|_| bad("not a COSE_Sign1 structure"))?;
-    let root = sign1
-        .payload
-        .as_deref()
-        .and_then(|p| serde_json::from_slice::<Value>(p).ok())
-        .and_then(|v| v.get("root").and_then(Value::as_str).map(String::from))
-        .and_then(|r| base64::engine::general_purpose::STANDARD.decode(r).ok())
-        .ok_or_else(|| bad("no root certificate"))?;
-    open(
-        text,
-        &hex::encode(ring::digest::digest(&ring::digest::SHA256, &root)),
-    )
+    let (bytes, root_der) = unpack(text)?;
+    read(&bytes, root_der)
 }
 
 /// Imports another region's trust list, optionally with the client certificate and key that
