@@ -21,6 +21,8 @@ pub struct App {
     pub issuers: Arc<crate::verify::IssuerCache>,
     /// Client-certificate revocations, shared by all requests of this node.
     pub revocations: Arc<crate::verify::clients::RevocationCache>,
+    /// Keys the online show-code check trusts, shared by all requests of this node.
+    pub show_code_trust: Arc<crate::present::TrustCache>,
     pub clock: SharedClock,
 }
 
@@ -61,6 +63,7 @@ impl App {
             audit,
             issuers: Arc::new(crate::verify::IssuerCache::default()),
             revocations: Arc::new(crate::verify::clients::RevocationCache::default()),
+            show_code_trust: Arc::new(crate::present::TrustCache::default()),
             clock,
         })
     }

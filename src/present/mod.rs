@@ -537,6 +537,29 @@ pub struct OnlineResult {
     pub replay: Option<Replay>,
 }
 
+/// [`deployment_trust`], rebuilt at most every [`TRUST_TTL`]: building it reads every
+/// authority and imported trust list and checks each certificate chain, which is no work for
+/// every online check.
+#[derive(Debug, Default)]
+pub struct TrustCache(tokio::sync::RwLock<Option<(std::time::Instant, std::sync::Arc<Trust>)>>);
+
+/// How long the online check reuses the trusted keys (a new authority or imported region is
+/// accepted within this time).
+pub const TRUST_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl TrustCache {
+    pub async fn get(&self, app: &crate::app::App) -> Result<std::sync::Arc<Trust>> {
+        if let Some((at, t)) = self.0.read().await.as_ref()
+            && at.elapsed() < TRUST_TTL
+        {
+            return Ok(t.clone());
+        }
+        let t = std::sync::Arc::new(deployment_trust(app).await?);
+        *self.0.write().await = Some((std::time::Instant::now(), t.clone()));
+        Ok(t)
+    }
+}
+
 /// The authority keys this deployment trusts: its own and those of imported regions.
 pub async fn deployment_trust(app: &crate::app::App) -> Result<Trust> {
     let root = app.pki.root().await?.der;
@@ -560,7 +583,7 @@ pub async fn deployment_trust(app: &crate::app::App) -> Result<Trust> {
 /// the same code (cti) was seen before.
 pub async fn check_online(app: &crate::app::App, req: OnlineCheck) -> Result<OnlineResult> {
     let now = app.clock.unix();
-    let trust = deployment_trust(app).await?;
+    let trust = app.show_code_trust.get(app).await?;
     let mut c = check(&req.code, &trust, now);
     let authentic = !matches!(
         c.verdict,
