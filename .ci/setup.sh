@@ -3,7 +3,7 @@
 set -euo pipefail
 
 need_apt=()
-for pkg in openssl curl postgresql zbar-tools chromium fonts-noto-cjk; do
+for pkg in openssl curl postgresql zbar-tools chromium fonts-noto-cjk poppler-utils poppler-data qpdf libnss3-tools; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 # Node.js may come with the machine rather than from Debian: install it only when absent.
@@ -25,10 +25,11 @@ fi
 
 # Python tools for conformance runs, in a venv outside the clone so CI reuses it.
 venv="${ELICENSE_VENV:-/var/cache/elicense-venv}"
-if ! "$venv/bin/python" -c 'import pkilint, cbor2, cryptography' >/dev/null 2>&1; then
-  echo "setup: creating $venv (pkilint, cbor2, cryptography)"
+if ! "$venv/bin/python" -c 'import pkilint, cbor2, cryptography, pyhanko.cli' >/dev/null 2>&1; then
+  echo "setup: creating $venv (pkilint, cbor2, cryptography, pyhanko)"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check 'pkilint>=0.13' 'cbor2>=5' 'cryptography>=42'
+  "$venv/bin/pip" install -q --disable-pip-version-check 'pkilint>=0.13' 'cbor2>=5' 'cryptography>=42' \
+    'pyhanko>=0.29' 'pyhanko-cli>=0.1'
 fi
 
 # playwright-core (drives Debian's Chromium; downloads no browser of its own), outside the clone.

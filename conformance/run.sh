@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs what elicense produces through tools we did not write: OpenSSL (X.509, CRL), pkilint
-# (certificate profiles), and an independent COSE verifier built on cbor2 + cryptography.
+# Runs what elicense produces through tools we did not write: OpenSSL (X.509, CRL, CMS, RFC 3161),
+# pkilint (certificate profiles), an independent COSE verifier built on cbor2 + cryptography,
+# zbarimg, Chromium, and for PDF seals pyHanko, poppler's pdfsig and qpdf.
 # Prints "conformance: N passed, M failed" and exits 1 on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +30,7 @@ base="http://127.0.0.1:$port"
 tls_host=elicense.demo.gov.cn
 tls_base="https://$tls_host:$tls_port"
 data="$work/data"
-printf 'tls_hostnames = ["%s", "127.0.0.1"]\n' "$tls_host" >"$work/elicense.toml"
+printf 'tls_hostnames = ["%s", "127.0.0.1"]\npublic_url = "%s"\n' "$tls_host" "$base" >"$work/elicense.toml"
 env -u ELICENSE_MASTER_KEY "$bin" --config "$work/elicense.toml" --data-dir "$data" serve --demo \
   --listen "127.0.0.1:$port" --tls-listen "127.0.0.1:$tls_port" >"$work/serve.log" 2>&1 &
 server_pid=$!
@@ -160,6 +161,9 @@ check "a browser signs in to /wallet, shows a QR, and /check says valid (exact f
   node conformance/browser.mjs "$base" "${web_lic#* }" "${web_lic% *}" "$token" "$shots"
 grep -h "^browser:" "$work/last.log" | sed 's/^/       /'
 echo "       screenshots: $shots"
+
+# PDF seals (PAdES): pyHanko, poppler's pdfsig, openssl cms/ts, qpdf, pkilint.
+. conformance/seals.sh
 
 echo "conformance: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

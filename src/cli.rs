@@ -85,6 +85,9 @@ pub enum Command {
     /// Case-handling systems that verify licenses over mutual TLS.
     #[command(subcommand)]
     Client(ClientCmd),
+    /// Digital seals: create, list, suspend, revoke; seal PDFs (PAdES).
+    #[command(subcommand)]
+    Seal(SealCmd),
     /// Verification receipts.
     #[command(subcommand)]
     Receipt(ReceiptCmd),
@@ -252,6 +255,91 @@ pub enum PkiCmd {
         out: PathBuf,
         #[arg(long)]
         pem: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SealCmd {
+    /// Create a seal: key in the key store, certificate from the region CA, image.
+    Add {
+        /// Unified social credit code of the owning organisation.
+        #[arg(long)]
+        owner: String,
+        /// official | contract | license | finance
+        #[arg(long)]
+        kind: String,
+        /// The seal's name, e.g. "Hefei Public Security Bureau license seal".
+        #[arg(long)]
+        name: String,
+        /// The owner's organisation name for the certificate (default: the authority's name, or
+        /// the seal name).
+        #[arg(long)]
+        organisation: Option<String>,
+        /// Seal image: PNG with transparency (default: a drawn red round seal).
+        #[arg(long)]
+        image: Option<PathBuf>,
+    },
+    /// List seals.
+    List {
+        /// Only this owner's seals.
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// Suspend a seal: it cannot sign until reinstated.
+    Suspend {
+        id: String,
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
+    /// Reinstate a suspended seal.
+    Reinstate {
+        id: String,
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
+    /// Revoke a seal for good: its certificate lands in the CRL.
+    Revoke {
+        id: String,
+        /// RFC 5280 reason: unspecified, keyCompromise, affiliationChanged, superseded,
+        /// cessationOfOperation.
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
+    /// Seal a PDF (PAdES, as an incremental update: earlier signatures stay valid).
+    Sign {
+        #[arg(long)]
+        seal: String,
+        #[arg(long = "in")]
+        input: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Page (1-based) of a visible seal.
+        #[arg(long)]
+        page: Option<usize>,
+        /// Lower-left corner and width of a visible seal, in points (1/72 inch).
+        #[arg(long)]
+        x: Option<f32>,
+        #[arg(long)]
+        y: Option<f32>,
+        #[arg(long, default_value_t = 120.0)]
+        width: f32,
+        /// Invisible seal (no image on the page).
+        #[arg(long, conflicts_with_all = ["page", "x", "y", "cross_page"])]
+        invisible: bool,
+        /// Cross-page seal (骑缝章) over these pages (comma-separated; "all" for every page).
+        #[arg(long, value_name = "PAGES")]
+        cross_page: Option<String>,
+        /// PAdES level: B-B, B-T, B-LT, B-LTA.
+        #[arg(long, default_value = "B-T")]
+        level: String,
+        /// Certify the document (DocMDP: later form filling and seals allowed), creating this
+        /// many empty fields for later seals.
+        #[arg(long, value_name = "LATER_SEALS", num_args = 0..=1, default_missing_value = "1")]
+        certify: Option<usize>,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        location: Option<String>,
     },
 }
 
@@ -502,6 +590,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
         }
         Command::Client(c) => client_cmd(g, c).await?,
+        Command::Seal(c) => seal_cmd(g, c).await?,
         Command::Receipt(ReceiptCmd::Verify { file, root }) => {
             let text = read_input(&file)?;
             let receipt = if text.trim_start().starts_with('{') {
@@ -820,6 +909,130 @@ async fn client_cmd(g: &Global, c: ClientCmd) -> anyhow::Result<()> {
             println!(
                 "client {} revoked (certificate {})",
                 c.id, c.certificate_serial
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn seal_cmd(g: &Global, c: SealCmd) -> anyhow::Result<()> {
+    use crate::seal;
+    let app = open(g).await?;
+    let show = |s: &seal::SealView| {
+        println!(
+            "{}  {}  {}  {}  {}  certificate {}",
+            s.id, s.owner, s.kind, s.status, s.name, s.certificate_serial
+        )
+    };
+    match c {
+        SealCmd::Add {
+            owner,
+            kind,
+            name,
+            organisation,
+            image,
+        } => {
+            let image = match image {
+                Some(p) => {
+                    Some(std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?)
+                }
+                None => None,
+            };
+            let s = seal::add(
+                &app,
+                seal::NewSeal {
+                    owner,
+                    kind,
+                    name,
+                    organisation,
+                    image,
+                },
+            )
+            .await
+            .map_err(coded)?;
+            show(&s);
+        }
+        SealCmd::List { owner } => {
+            for s in seal::list(&app, owner.as_deref()).await.map_err(coded)? {
+                show(&s);
+            }
+        }
+        SealCmd::Suspend { id, reason } => show(
+            &seal::set_status(&app, &id, "suspended", &reason)
+                .await
+                .map_err(coded)?,
+        ),
+        SealCmd::Reinstate { id, reason } => show(
+            &seal::set_status(&app, &id, "active", &reason)
+                .await
+                .map_err(coded)?,
+        ),
+        SealCmd::Revoke { id, reason } => show(
+            &seal::set_status(&app, &id, "revoked", &reason)
+                .await
+                .map_err(coded)?,
+        ),
+        SealCmd::Sign {
+            seal: seal_id,
+            input,
+            out,
+            page,
+            x,
+            y,
+            width,
+            invisible,
+            cross_page,
+            level,
+            certify,
+            reason,
+            location,
+        } => {
+            let level: seal::pades::Level = level.parse().map_err(coded)?;
+            let cross_page = match cross_page {
+                None => None,
+                Some(p) => Some(seal::CrossPage {
+                    pages: if p == "all" {
+                        Vec::new()
+                    } else {
+                        p.split(',')
+                            .map(|n| n.trim().parse::<usize>())
+                            .collect::<Result<_, _>>()
+                            .context("--cross-page takes page numbers or \"all\"")?
+                    },
+                    y,
+                    width,
+                }),
+            };
+            let placement = if invisible || cross_page.is_some() {
+                None
+            } else {
+                Some(seal::pades::Placement {
+                    page: page.unwrap_or(1),
+                    x: x.unwrap_or(400.0),
+                    y: y.unwrap_or(60.0),
+                    width,
+                })
+            };
+            let opts = seal::SignOptions {
+                level,
+                placement,
+                cross_page,
+                certify,
+                reason,
+                location,
+            };
+            let kit = seal::kit(&app, &seal_id, level).await.map_err(coded)?;
+            let sealed = seal::seal_file(&app, kit, &input, &out, opts)
+                .await
+                .map_err(coded)?;
+            println!(
+                "{} sealed with {} ({}, field {}) into {} ({} bytes)",
+                input.display(),
+                sealed.seal,
+                sealed.level,
+                sealed.field,
+                out.display(),
+                sealed.bytes
             );
         }
     }

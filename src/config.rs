@@ -22,6 +22,8 @@ pub struct FileConfig {
     pub max_import_bytes: Option<usize>,
     pub dev_holder_login: Option<bool>,
     pub show_code_seconds: Option<i64>,
+    pub tsa_url: Option<String>,
+    pub max_pdf_bytes: Option<usize>,
 }
 
 /// The effective configuration.
@@ -49,6 +51,10 @@ pub struct Config {
     pub dev_holder_login: bool,
     /// How long a phone show code lives (seconds, 30 to 3600).
     pub show_code_seconds: i64,
+    /// An external RFC 3161 time-stamp authority (http://...); the built-in one when absent.
+    pub tsa_url: Option<String>,
+    /// Largest PDF accepted by the sealing and seal-verification endpoints.
+    pub max_pdf_bytes: usize,
 }
 
 /// Values given on the command line or in the environment.
@@ -115,6 +121,8 @@ impl Config {
                 .show_code_seconds
                 .unwrap_or(crate::present::PHONE_SECONDS)
                 .clamp(30, 3600),
+            tsa_url: std::env::var("ELICENSE_TSA_URL").ok().or(file.tsa_url),
+            max_pdf_bytes: file.max_pdf_bytes.unwrap_or(256 << 20),
         })
     }
 

@@ -101,6 +101,22 @@ pub enum Error {
     BadTrustList { reason: String },
     #[error("the region {region} that issued this license cannot be reached: {reason}")]
     ForeignRegion { region: String, reason: String },
+    #[error("the PDF cannot be read: {reason}")]
+    BadPdf { reason: String },
+    #[error("encrypted PDFs cannot be sealed or verified")]
+    EncryptedPdf,
+    #[error("the PDF exceeds a limit: {reason}")]
+    PdfLimit { reason: String },
+    #[error("the document is certified with no changes allowed; it cannot be sealed again")]
+    DocumentLocked,
+    #[error("seal {id} not found")]
+    SealNotFound { id: String },
+    #[error("seal {id} is {status} and cannot sign")]
+    SealInactive { id: String, status: String },
+    #[error("the time-stamp request is invalid: {reason}")]
+    BadTimestampRequest { reason: String },
+    #[error("the time-stamp authority failed: {reason}")]
+    TimestampUnavailable { reason: String },
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed on this route")]
@@ -150,6 +166,14 @@ impl Error {
             Error::ForeignRegion { .. } => "TRL-0002",
             Error::GrantNotFound { .. } => "HOL-0002",
             Error::MethodNotAllowed => "REQ-0405",
+            Error::BadPdf { .. } => "PDF-0001",
+            Error::EncryptedPdf => "PDF-0002",
+            Error::PdfLimit { .. } => "PDF-0003",
+            Error::DocumentLocked => "PDF-0004",
+            Error::SealNotFound { .. } => "SEAL-0001",
+            Error::SealInactive { .. } => "SEAL-0002",
+            Error::BadTimestampRequest { .. } => "TSA-0001",
+            Error::TimestampUnavailable { .. } => "TSA-0002",
             Error::NotInitialised => "SYS-0001",
             Error::KeyStore { .. } => "SYS-0002",
             Error::DatabaseUnavailable(_) => "SYS-0503",
@@ -167,7 +191,14 @@ impl Error {
             | Error::BadRequest { .. }
             | Error::BodyTooLarge
             | Error::BadReceipt { .. }
-            | Error::BadTrustList { .. } => Kind::Invalid,
+            | Error::BadTrustList { .. }
+            | Error::BadPdf { .. }
+            | Error::EncryptedPdf
+            | Error::PdfLimit { .. }
+            | Error::BadTimestampRequest { .. } => Kind::Invalid,
+            Error::TimestampUnavailable { .. } => Kind::Unavailable,
+            Error::SealNotFound { .. } => Kind::NotFound,
+            Error::DocumentLocked | Error::SealInactive { .. } => Kind::Conflict,
             Error::ForeignRegion { .. } => Kind::Unavailable,
             Error::LicenseNotFound { .. } | Error::RouteNotFound | Error::GrantNotFound { .. } => {
                 Kind::NotFound

@@ -36,7 +36,7 @@ pub struct Pki {
     /// The root never changes once the region exists.
     root: Arc<std::sync::OnceLock<CertRow>>,
     /// The current service signer certificate.
-    signer: Arc<std::sync::RwLock<Option<CertRow>>>,
+    signer: Arc<std::sync::RwLock<std::collections::HashMap<&'static str, CertRow>>>,
     /// Only one task issues a new signer certificate at a time.
     signer_issue: Arc<tokio::sync::Mutex<()>>,
 }
@@ -55,7 +55,9 @@ struct Leaf {
     subject_text: String,
     owner: Option<String>,
     key_usages: Vec<KeyUsagePurpose>,
-    eku: ExtendedKeyUsagePurpose,
+    /// The extended key usage (None when a custom, critical one is given in `extensions`).
+    eku: Option<ExtendedKeyUsagePurpose>,
+    extensions: Vec<rcgen::CustomExtension>,
     days: i64,
     sans: Vec<String>,
     crl_distribution_point: bool,
@@ -89,7 +91,7 @@ impl Pki {
             clock,
             public_url,
             root: Arc::new(std::sync::OnceLock::new()),
-            signer: Arc::new(std::sync::RwLock::new(None)),
+            signer: Arc::new(std::sync::RwLock::new(std::collections::HashMap::new())),
             signer_issue: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -199,7 +201,8 @@ impl Pki {
         params.distinguished_name = dn;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = profile.key_usages;
-        params.extended_key_usages = vec![profile.eku];
+        params.extended_key_usages = profile.eku.into_iter().collect();
+        params.custom_extensions = profile.extensions;
         params.use_authority_key_identifier_extension = true;
         params.not_before = now - Duration::minutes(5);
         params.not_after = (now + Duration::days(profile.days)).min(to_time(root.not_after)?);
@@ -238,26 +241,53 @@ impl Pki {
         credit_code: &str,
         name: &str,
     ) -> Result<(KeyRow, CertRow)> {
+        self.new_document_signing_cert("authority", credit_code, name, name)
+            .await
+    }
+
+    /// Generates a key and a seal certificate (the document-signing profile of authorities) for
+    /// a seal named `seal_name` of the organisation `credit_code`.
+    pub async fn new_seal_cert(
+        &self,
+        credit_code: &str,
+        organisation: &str,
+        seal_name: &str,
+    ) -> Result<(KeyRow, CertRow)> {
+        self.new_document_signing_cert("seal", credit_code, organisation, seal_name)
+            .await
+    }
+
+    async fn new_document_signing_cert(
+        &self,
+        kind: &'static str,
+        credit_code: &str,
+        organisation: &str,
+        common_name: &str,
+    ) -> Result<(KeyRow, CertRow)> {
         let (key_row, key) = self.keys.generate(self.clock.unix())?;
+        let (name, cn) = (organisation, common_name);
         let profile = Leaf {
-            kind: "authority",
+            kind,
             subject: vec![
                 (DnType::OrganizationName, DnValue::from(name)),
                 (
                     DnType::CustomDnType(OID_ORGANIZATION_IDENTIFIER.to_vec()),
                     DnValue::Utf8String(format!("NTRCN-{credit_code}")),
                 ),
-                (DnType::CommonName, DnValue::from(name)),
+                (DnType::CommonName, DnValue::from(cn)),
             ],
             subject_text: format!(
-                "CN={name}, organizationIdentifier=NTRCN-{credit_code}, O={name}, C=CN"
+                "CN={cn}, organizationIdentifier=NTRCN-{credit_code}, O={name}, C=CN"
             ),
             owner: Some(credit_code.to_string()),
             key_usages: vec![
                 KeyUsagePurpose::DigitalSignature,
                 KeyUsagePurpose::ContentCommitment,
             ],
-            eku: ExtendedKeyUsagePurpose::Other(EKU_DOCUMENT_SIGNING.to_vec()),
+            eku: Some(ExtendedKeyUsagePurpose::Other(
+                EKU_DOCUMENT_SIGNING.to_vec(),
+            )),
+            extensions: Vec::new(),
             days: 365 * AUTHORITY_YEARS,
             sans: Vec::new(),
             crl_distribution_point: true,
@@ -284,7 +314,8 @@ impl Pki {
             subject_text: format!("CN=elicense {}", region.code),
             owner: None,
             key_usages: vec![KeyUsagePurpose::DigitalSignature],
-            eku: ExtendedKeyUsagePurpose::ServerAuth,
+            eku: Some(ExtendedKeyUsagePurpose::ServerAuth),
+            extensions: Vec::new(),
             days: SERVER_DAYS,
             sans: hostnames.to_vec(),
             crl_distribution_point: false,
@@ -299,40 +330,74 @@ impl Pki {
     /// one, or a new one when there is none or it expires within 30 days. Its key stays in the
     /// key store.
     pub async fn service_signer(&self) -> Result<CertRow> {
+        self.own_signer("signer").await
+    }
+
+    /// The built-in time-stamp authority's certificate (RFC 3161: the timeStamping extended key
+    /// usage, alone and critical), renewed like the service signer.
+    pub async fn tsa_signer(&self) -> Result<CertRow> {
+        self.own_signer("tsa").await
+    }
+
+    async fn own_signer(&self, kind: &'static str) -> Result<CertRow> {
         let now = self.clock.unix();
         let fresh = |c: &CertRow| c.not_after > now + 30 * 86_400;
-        if let Some(c) = self.signer.read().ok().and_then(|g| g.clone())
+        if let Some(c) = self.signer.read().ok().and_then(|g| g.get(kind).cloned())
             && fresh(&c)
         {
             return Ok(c);
         }
         let _one_at_a_time = self.signer_issue.lock().await;
-        if let Some(c) = self.store.latest_certificate("signer").await?
+        if let Some(c) = self.store.latest_certificate(kind).await?
             && fresh(&c)
         {
             if let Ok(mut g) = self.signer.write() {
-                *g = Some(c.clone());
+                g.insert(kind, c.clone());
             }
             return Ok(c);
         }
         let region = self.region().await?;
         let (key_row, key) = self.keys.generate(now)?;
+        let (label, eku, extensions) = if kind == "tsa" {
+            // SEQUENCE { id-kp-timeStamping }
+            let mut ext = rcgen::CustomExtension::from_oid_content(
+                &[2, 5, 29, 37],
+                vec![
+                    0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x08,
+                ],
+            );
+            ext.set_criticality(true);
+            ("time-stamp authority", None, vec![ext])
+        } else {
+            (
+                "service signer",
+                Some(ExtendedKeyUsagePurpose::Other(
+                    EKU_DOCUMENT_SIGNING.to_vec(),
+                )),
+                Vec::new(),
+            )
+        };
         let profile = Leaf {
-            kind: "signer",
+            kind,
             subject: vec![
                 (DnType::OrganizationName, DnValue::from(region.name.clone())),
                 (
                     DnType::CommonName,
-                    DnValue::from(format!("elicense {} service signer", region.code)),
+                    DnValue::from(format!("elicense {} {label}", region.code)),
                 ),
             ],
-            subject_text: format!("CN=elicense {} service signer", region.code),
+            subject_text: format!("CN=elicense {} {label}", region.code),
             owner: None,
-            key_usages: vec![
-                KeyUsagePurpose::DigitalSignature,
-                KeyUsagePurpose::ContentCommitment,
-            ],
-            eku: ExtendedKeyUsagePurpose::Other(EKU_DOCUMENT_SIGNING.to_vec()),
+            key_usages: if kind == "tsa" {
+                vec![KeyUsagePurpose::DigitalSignature]
+            } else {
+                vec![
+                    KeyUsagePurpose::DigitalSignature,
+                    KeyUsagePurpose::ContentCommitment,
+                ]
+            },
+            eku,
+            extensions,
             days: SIGNER_DAYS,
             sans: Vec::new(),
             crl_distribution_point: true,
@@ -341,7 +406,7 @@ impl Pki {
         let row = self.issue_leaf(profile, &public, Some(&key_row)).await?;
         self.store.insert_certificate(&row, Some(&key_row)).await?;
         if let Ok(mut g) = self.signer.write() {
-            *g = Some(row.clone());
+            g.insert(kind, row.clone());
         }
         Ok(row)
     }
@@ -367,7 +432,8 @@ impl Pki {
             subject_text: format!("CN={client_id}, OU={name}"),
             owner: Some(client_id.to_string()),
             key_usages: vec![KeyUsagePurpose::DigitalSignature],
-            eku: ExtendedKeyUsagePurpose::ClientAuth,
+            eku: Some(ExtendedKeyUsagePurpose::ClientAuth),
+            extensions: Vec::new(),
             days: days.clamp(1, 365 * 3),
             sans: Vec::new(),
             crl_distribution_point: true,

@@ -10,6 +10,7 @@ mod grants;
 mod licenses;
 mod pki;
 mod regions;
+mod seals;
 mod types;
 
 pub use audit::*;
@@ -18,6 +19,7 @@ pub use grants::*;
 pub use licenses::*;
 pub use pki::*;
 pub use regions::*;
+pub use seals::*;
 pub use types::*;
 
 use crate::error::{Error, Result};

@@ -323,7 +323,7 @@ const CERT_COLUMNS: &str = "SELECT serial, kind, subject, owner, key_id, der, no
 
 type Q<'a, DB> = sqlx::query::Query<'a, DB, <DB as sqlx::Database>::Arguments<'a>>;
 
-fn insert_key_q<'a, DB: sqlx::Database>(k: &'a KeyRow) -> Q<'a, DB>
+pub(crate) fn insert_key_q<'a, DB: sqlx::Database>(k: &'a KeyRow) -> Q<'a, DB>
 where
     String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     Vec<u8>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
@@ -339,7 +339,7 @@ where
     .bind(k.created_at)
 }
 
-fn insert_cert_q<'a, DB: sqlx::Database>(c: &'a CertRow) -> Q<'a, DB>
+pub(crate) fn insert_cert_q<'a, DB: sqlx::Database>(c: &'a CertRow) -> Q<'a, DB>
 where
     String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
