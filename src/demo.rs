@@ -156,6 +156,28 @@ pub async fn ensure(app: &App) -> Result<()> {
                 .await?;
         }
     }
+    // A license seal (证照专用章) per authority, for sealed e-license PDFs.
+    for (code, name, _) in &auths {
+        let has = app
+            .store
+            .seals(Some(code))
+            .await?
+            .iter()
+            .any(|s| s.kind == "license");
+        if !has {
+            crate::seal::add(
+                app,
+                crate::seal::NewSeal {
+                    owner: code.clone(),
+                    kind: "license".into(),
+                    name: format!("{name} 证照专用章"),
+                    organisation: Some(name.to_string()),
+                    image: None,
+                },
+            )
+            .await?;
+        }
+    }
     if app.store.count_licenses().await? == 0 {
         let path = app.config.data_dir.join("demo-licenses.jsonl");
         let mut rng = Rng::new(340600);
@@ -192,6 +214,10 @@ pub async fn ensure(app: &App) -> Result<()> {
     println!("  API:        {url}  (OpenAPI: {url}/openapi.json)");
     println!(
         "  token:      {}  (send as Authorization: Bearer ...)",
+        token_file.display()
+    );
+    println!(
+        "  seals:      curl -H \"Authorization: Bearer $(cat {})\" {url}/v1/seals  (seal a PDF: POST {url}/v1/seals/ID/sign)",
         token_file.display()
     );
     println!(

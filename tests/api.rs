@@ -2417,3 +2417,412 @@ mod present {
         assert_eq!(keys, vec!["holder_name".to_string(), "sex".to_string()]);
     }
 }
+
+mod seals {
+    //! Seals and PAdES sealing through the API. The ground truth for the signatures themselves
+    //! is conformance/seals.sh (pyHanko, pdfsig, openssl, qpdf); these tests pin the service's
+    //! behaviour: lifecycle, what the output contains, and refusals with stable codes.
+    use super::*;
+
+    crate::both_backends!(
+        seal_lifecycle_and_sealing,
+        hostile_pdfs_are_refused_with_codes,
+        timestamp_authority_answers_rfc3161
+    );
+
+    /// A small PDF with `pages` pages and a classic cross-reference table.
+    pub fn tiny_pdf(pages: usize) -> Vec<u8> {
+        let mut objs: Vec<String> = vec![
+            "<< /Type /Catalog /Pages 2 0 R >>".into(),
+            String::new(), // pages, filled below
+        ];
+        let mut kids = Vec::new();
+        for p in 0..pages {
+            let page = objs.len() + 1;
+            let content = page + 1;
+            kids.push(format!("{page} 0 R"));
+            objs.push(format!(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents {content} 0 R >>"
+            ));
+            let text = format!("BT /F1 12 Tf 72 700 Td (page {}) Tj ET", p + 1);
+            objs.push(format!(
+                "<< /Length {} >>\nstream\n{text}\nendstream",
+                text.len()
+            ));
+        }
+        objs[1] = format!(
+            "<< /Type /Pages /Kids [{}] /Count {pages} >>",
+            kids.join(" ")
+        );
+        let mut out = b"%PDF-1.7\n".to_vec();
+        let mut offsets = Vec::new();
+        for (i, o) in objs.iter().enumerate() {
+            offsets.push(out.len());
+            out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+        }
+        let xref = out.len();
+        out.extend_from_slice(
+            format!("xref\n0 {}\n0000000000 65535 f \n", objs.len() + 1).as_bytes(),
+        );
+        for o in offsets {
+            out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+        }
+        out.extend_from_slice(
+            format!(
+                "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+                objs.len() + 1
+            )
+            .as_bytes(),
+        );
+        out
+    }
+
+    async fn post_pdf(env: &Env, uri: &str, pdf: Vec<u8>) -> (StatusCode, Vec<u8>) {
+        env.raw(
+            Request::post(uri)
+                .header("authorization", format!("Bearer {}", env.token))
+                .header("content-type", "application/pdf")
+                .body(Body::from(pdf))
+                .unwrap(),
+        )
+        .await
+    }
+
+    fn byte_range(doc: &[u8]) -> Vec<[usize; 4]> {
+        let text = String::from_utf8_lossy(doc);
+        let mut out = Vec::new();
+        let mut rest = &text[..];
+        while let Some(i) = rest.find("/ByteRange") {
+            let after = &rest[i..];
+            let open = after.find('[').unwrap();
+            let close = after.find(']').unwrap();
+            let nums: Vec<usize> = after[open + 1..close]
+                .split_whitespace()
+                .map(|n| n.parse().unwrap())
+                .collect();
+            out.push([nums[0], nums[1], nums[2], nums[3]]);
+            rest = &after[close..];
+        }
+        out
+    }
+
+    async fn seal_lifecycle_and_sealing(env: Env) {
+        let owner = elicense::demo::authorities()[0].0.clone();
+        let (s, v) = env
+            .call(
+                "POST",
+                "/v1/seals",
+                Some(&json!({"owner": owner, "kind": "contract", "name": "合同专用章"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let id = v["id"].as_str().unwrap().to_string();
+        assert_eq!(v["status"], "active");
+        // Bad fields are reported by path.
+        let (s, v2) = env
+            .call(
+                "POST",
+                "/v1/seals",
+                Some(&json!({"owner": "91340600MA2N0X0X13", "kind": "stamp", "name": ""})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v2}");
+        let paths: Vec<&str> = v2["details"]["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(paths, ["/owner", "/kind", "/name"]);
+        let (_, list) = env
+            .call("GET", &format!("/v1/seals?owner={owner}"), None)
+            .await;
+        assert!(
+            list.as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["id"] == id.as_str())
+        );
+
+        // Seal a two-page document: visible B-B, then a second, invisible B-T seal on top.
+        let original = tiny_pdf(2);
+        let (s, once) = post_pdf(
+            &env,
+            &format!("/v1/seals/{id}/sign?level=B-B&page=2&x=100&y=100"),
+            original.clone(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&once));
+        assert!(
+            once.starts_with(&original),
+            "an incremental update keeps the original bytes"
+        );
+        let (s, twice) = post_pdf(
+            &env,
+            &format!("/v1/seals/{id}/sign?level=B-T"),
+            once.clone(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&twice));
+        assert!(
+            twice.starts_with(&once),
+            "the second seal keeps the first revision intact"
+        );
+        let ranges = byte_range(&twice);
+        assert_eq!(ranges.len(), 2);
+        // The first signature covers exactly the first sealed revision, the second the whole file.
+        assert_eq!(ranges[0][0], 0);
+        assert_eq!(ranges[0][2] + ranges[0][3], once.len());
+        assert_eq!(ranges[1][2] + ranges[1][3], twice.len());
+        // The gap is exactly the hex /Contents, and the signed bytes hash to the CMS digest.
+        for r in &ranges {
+            assert_eq!(twice[r[1]], b'<');
+            assert_eq!(twice[r[2] - 1], b'>');
+            let mut signed = twice[r[0]..r[1]].to_vec();
+            signed.extend_from_slice(&twice[r[2]..r[2] + r[3]]);
+            let digest = ring::digest::digest(&ring::digest::SHA256, &signed);
+            let cms = hex::decode(&twice[r[1] + 1..r[2] - 1]).unwrap();
+            assert!(
+                cms.windows(32).any(|w| w == digest.as_ref()),
+                "the messageDigest attribute holds the hash of the byte ranges"
+            );
+        }
+        let text = String::from_utf8_lossy(&twice);
+        assert_eq!(text.matches("/ETSI.CAdES.detached").count(), 2);
+        assert!(
+            !text.contains("1.2.840.113549.1.9.5"),
+            "no signing-time attribute"
+        );
+
+        // Suspended: refused; reinstated: signs again; revoked: refused and in the CRL.
+        let status = |st: &str| json!({"status": st, "reason": "superseded"});
+        let (s, _) = env
+            .call(
+                "POST",
+                &format!("/v1/seals/{id}/status"),
+                Some(&status("suspended")),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, b) = post_pdf(
+            &env,
+            &format!("/v1/seals/{id}/sign?level=B-B"),
+            original.clone(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        assert!(String::from_utf8_lossy(&b).contains("SEAL-0002"));
+        let (s, _) = env
+            .call(
+                "POST",
+                &format!("/v1/seals/{id}/status"),
+                Some(&status("active")),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, _) = post_pdf(
+            &env,
+            &format!("/v1/seals/{id}/sign?level=B-B"),
+            original.clone(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, v) = env
+            .call(
+                "POST",
+                &format!("/v1/seals/{id}/status"),
+                Some(&status("revoked")),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let serial = v["certificate_serial"].as_str().unwrap().to_string();
+        let (s, _) = post_pdf(
+            &env,
+            &format!("/v1/seals/{id}/sign?level=B-B"),
+            original.clone(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        let (s, _) = env
+            .call(
+                "POST",
+                &format!("/v1/seals/{id}/status"),
+                Some(&status("active")),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "revocation is final");
+        let (_, crl) = env
+            .raw(Request::get("/v1/pki/crl").body(Body::empty()).unwrap())
+            .await;
+        let (_, crl) = x509_parser::parse_x509_crl(&crl).unwrap();
+        assert!(
+            crl.iter_revoked_certificates()
+                .any(|r| hex::encode(r.raw_serial()) == serial),
+            "the revoked seal's certificate is in the CRL"
+        );
+        let (s, b) = post_pdf(&env, "/v1/seals/seal-0000000000000000/sign", original).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert!(String::from_utf8_lossy(&b).contains("SEAL-0001"));
+    }
+
+    async fn hostile_pdfs_are_refused_with_codes(env: Env) {
+        let owner = elicense::demo::authorities()[1].0.clone();
+        let (_, v) = env
+            .call(
+                "POST",
+                "/v1/seals",
+                Some(&json!({"owner": owner, "kind": "official", "name": "公章"})),
+            )
+            .await;
+        let id = v["id"].as_str().unwrap().to_string();
+        let good = tiny_pdf(1);
+        let text = String::from_utf8_lossy(&good).to_string();
+        let xref_at = text.find("xref\n").unwrap();
+        let mut cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "not a PDF",
+                b"hello, this is not a PDF at all, not even close".to_vec(),
+                "PDF-0001",
+            ),
+            ("truncated", good[..good.len() / 2].to_vec(), "PDF-0001"),
+            ("empty", Vec::new(), "PDF-0001"),
+            (
+                "broken xref",
+                text.replacen("xref\n0 ", "xref\nX ", 1).into_bytes(),
+                "PDF-0001",
+            ),
+            (
+                "startxref pointing nowhere",
+                text.replace(&format!("startxref\n{xref_at}"), "startxref\n999999999")
+                    .into_bytes(),
+                "PDF-0001",
+            ),
+            (
+                "encrypted",
+                text.replace(
+                    "/Root 1 0 R >>",
+                    "/Root 1 0 R /Encrypt << /Filter /Standard /V 2 >> >>",
+                )
+                .into_bytes(),
+                "PDF-0002",
+            ),
+            (
+                "huge object count",
+                text.replace("trailer\n<< /Size 5", "trailer\n<< /Size 999999999")
+                    .into_bytes(),
+                "PDF-0003",
+            ),
+            (
+                "page tree cycle",
+                text.replace("/Kids [3 0 R]", "/Kids [2 0 R]").into_bytes(),
+                "PDF-0001",
+            ),
+        ];
+        // Nesting far deeper than any real document, in the catalog.
+        let deep = text.replace(
+            "<< /Type /Catalog /Pages 2 0 R >>",
+            &format!(
+                "<< /Type /Catalog /Pages 2 0 R /X {}1{} >>",
+                "[".repeat(5000),
+                "]".repeat(5000)
+            ),
+        );
+        // (offsets after the catalog move; the parser must fail cleanly either way)
+        cases.push(("deep nesting", deep.into_bytes(), "PDF-000"));
+        for (what, pdf, code) in cases {
+            let (s, b) = post_pdf(&env, &format!("/v1/seals/{id}/sign?level=B-B"), pdf).await;
+            let body = String::from_utf8_lossy(&b);
+            assert!(s.is_client_error(), "{what}: {s} {body}");
+            assert!(body.contains(code), "{what}: expected {code}, got {body}");
+        }
+        // Page out of range and a cross-page seal on one page are request errors.
+        let (s, _) = post_pdf(
+            &env,
+            &format!("/v1/seals/{id}/sign?level=B-B&page=7&x=1&y=1"),
+            good.clone(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let (s, _) = post_pdf(
+            &env,
+            &format!("/v1/seals/{id}/sign?level=B-B&cross_page=all"),
+            good.clone(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        // Certified with no changes allowed (DocMDP P=1): refused as locked.
+        let locked = String::from_utf8_lossy(&good).replace(
+            "<< /Type /Catalog /Pages 2 0 R >>",
+            "<< /Type /Catalog /Pages 2 0 R /Perms << /DocMDP << /Reference [<< /TransformParams << /P 1 >> >>] >> >> >>",
+        );
+        let (s, b) = post_pdf(
+            &env,
+            &format!("/v1/seals/{id}/sign?level=B-B"),
+            locked.into_bytes(),
+        )
+        .await;
+        assert!(s.is_client_error(), "{s}");
+        let body = String::from_utf8_lossy(&b);
+        assert!(
+            body.contains("PDF-0004") || body.contains("PDF-0001"),
+            "{body}"
+        );
+    }
+
+    async fn timestamp_authority_answers_rfc3161(env: Env) {
+        use der::{Decode, Encode};
+        let digest = ring::digest::digest(&ring::digest::SHA256, b"document");
+        let req = x509_tsp::TimeStampReq {
+            version: x509_tsp::TspVersion::V1,
+            message_imprint: x509_tsp::MessageImprint {
+                hash_algorithm: spki::AlgorithmIdentifier {
+                    oid: elicense::seal::cms::ID_SHA256,
+                    parameters: None,
+                },
+                hashed_message: der::asn1::OctetString::new(digest.as_ref()).unwrap(),
+            },
+            req_policy: None,
+            nonce: Some(der::asn1::Int::new(&[0x01, 0x02, 0x03]).unwrap()),
+            cert_req: true,
+            extensions: None,
+        }
+        .to_der()
+        .unwrap();
+        let (s, body) = env
+            .raw(
+                Request::post("/tsa")
+                    .header("content-type", "application/timestamp-query")
+                    .body(Body::from(req.clone()))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let resp = x509_tsp::TimeStampResp::from_der(&body).unwrap();
+        assert_eq!(resp.status.status, cmpv2::status::PkiStatus::Accepted);
+        let token = resp.time_stamp_token.unwrap();
+        let sd = cms::signed_data::SignedData::from_der(&token.content.to_der().unwrap()).unwrap();
+        let tst =
+            x509_tsp::TstInfo::from_der(sd.encap_content_info.econtent.unwrap().value()).unwrap();
+        assert_eq!(
+            tst.message_imprint.hashed_message.as_bytes(),
+            digest.as_ref()
+        );
+        assert_eq!(tst.nonce.unwrap().as_bytes(), [0x01, 0x02, 0x03]);
+        // Wrong content type and garbage are refused with TSA-0001.
+        for (ct, b) in [
+            ("application/octet-stream", req.clone()),
+            ("application/timestamp-query", b"junk".to_vec()),
+        ] {
+            let (s, body) = env
+                .raw(
+                    Request::post("/tsa")
+                        .header("content-type", ct)
+                        .body(Body::from(b))
+                        .unwrap(),
+                )
+                .await;
+            assert_eq!(s, StatusCode::BAD_REQUEST);
+            assert!(String::from_utf8_lossy(&body).contains("TSA-0001"));
+        }
+    }
+}

@@ -9,6 +9,7 @@ pub mod error;
 pub mod holder;
 pub mod licenses;
 pub mod openapi;
+pub mod seals;
 pub mod tls;
 pub mod verify;
 
@@ -22,6 +23,7 @@ use error::ApiError;
 /// The routes every listener serves (public pages and the operator API).
 fn routes(app: &App) -> Router<App> {
     let import_limit = app.config.max_import_bytes;
+    let pdf_limit = app.config.max_pdf_bytes;
     let protected = Router::new()
         .route("/v1/licenses", get(licenses::list).post(licenses::issue))
         .route(
@@ -49,6 +51,12 @@ fn routes(app: &App) -> Router<App> {
             get(verify::list_clients).post(verify::add_client),
         )
         .route("/v1/clients/{id}/revoke", post(verify::revoke_client))
+        .route("/v1/seals", get(seals::list).post(seals::add))
+        .route("/v1/seals/{id}/status", post(seals::set_status))
+        .route(
+            "/v1/seals/{id}/sign",
+            post(seals::sign).layer(DefaultBodyLimit::max(pdf_limit)),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             auth::require_token,
@@ -87,6 +95,7 @@ fn routes(app: &App) -> Router<App> {
         .route("/wallet", get(crate::web::wallet))
         .route("/check", get(crate::web::check))
         .route("/v1/show-codes/verify", post(admin::verify_show_code))
+        .route("/tsa", post(seals::tsa))
         .merge(protected)
 }
 

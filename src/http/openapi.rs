@@ -40,6 +40,11 @@ use utoipa::{Modify, OpenApi};
         super::holder::withdraw_grant,
         super::holder::accesses,
         super::holder::show_code,
+        super::seals::add,
+        super::seals::list,
+        super::seals::set_status,
+        super::seals::sign,
+        super::seals::tsa,
     ),
     modifiers(&Bearer),
     tags(
@@ -49,6 +54,7 @@ use utoipa::{Modify, OpenApi};
         (name = "pki", description = "The region's root CA and CRL"),
         (name = "verification", description = "Mutual-recognition verification for case-handling systems (mutual TLS) and their registration"),
         (name = "holder", description = "Holders: sign-in, own licenses, grants (用证授权), and who used their licenses"),
+        (name = "seals", description = "Digital seals (电子印章), PAdES sealing of PDFs, and the RFC 3161 time-stamp authority"),
         (name = "service", description = "Health"),
     )
 )]
