@@ -101,3 +101,47 @@ check_fails "pyHanko control: a byte flipped inside the signed range is not acce
   "$venv/bin/pyhanko" sign validate --trust "$work/root.pem" --trust-replace "$pdfs/flipped.pdf"
 check "pdfsig control: the flipped byte gives \"Digest Mismatch.\"" \
   sh -c "pdfsig -nssdir 'sql:$pdfs/nss' '$pdfs/flipped.pdf' | grep -q 'Digest Mismatch'"
+
+echo "== Our seal verifier agrees with pyHanko"
+ours() { "$bin" seal verify "$@" >"$pdfs/ours.log" 2>&1; }
+for name in bb-invisible bt-visible blt-xref-stream blta cross-page certified certified-approved two-seals; do
+  check "agree on $name: pyHanko INTACT:TRUSTED and ours VALID" \
+    sh -c "'$bin' seal verify '$pdfs/$name.pdf' --trust '$work/root.pem' | head -n 1 | grep -q ': VALID'"
+done
+# A signature pyHanko made, with a key and CA of its own (no CRL exists for that CA, so pyHanko
+# runs without revocation checking; ours reports revocation "unknown").
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$pdfs/other-ca.key" \
+  -subj "/CN=Other CA" -days 30 -out "$pdfs/other-ca.pem" \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$pdfs/other.key" \
+  -subj "/CN=pyHanko signer" -out "$pdfs/other.csr" 2>/dev/null
+printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,nonRepudiation\n' >"$pdfs/other.ext"
+openssl x509 -req -in "$pdfs/other.csr" -CA "$pdfs/other-ca.pem" -CAkey "$pdfs/other-ca.key" -CAcreateserial \
+  -days 10 -extfile "$pdfs/other.ext" -out "$pdfs/other.pem" 2>/dev/null
+check "pyHanko signs a document with its own key" "$venv/bin/pyhanko" sign addsig --field Sig1 pemder \
+  --key "$pdfs/other.key" --cert "$pdfs/other.pem" --no-pass "$pdfs/one.pdf" "$pdfs/pyhanko-signed.pdf"
+check "agree on pyHanko's signature: pyHanko INTACT:TRUSTED" \
+  "$venv/bin/pyhanko" sign validate --no-revocation-check --trust "$pdfs/other-ca.pem" --trust-replace "$pdfs/pyhanko-signed.pdf"
+check "agree on pyHanko's signature: ours VALID" \
+  sh -c "'$bin' seal verify '$pdfs/pyhanko-signed.pdf' --trust '$pdfs/other-ca.pem' | head -n 1 | grep -q ': VALID'"
+check "pyHanko's signature on top of ours: both validators accept both signatures" sh -c \
+  "'$venv/bin/pyhanko' sign addsig --field Sig9 pemder --key '$pdfs/other.key' --cert '$pdfs/other.pem' --no-pass \
+     '$pdfs/bt-visible.pdf' '$pdfs/mixed.pdf' \
+   && '$bin' seal verify '$pdfs/mixed.pdf' --trust '$work/root.pem' --trust '$pdfs/other-ca.pem' | head -n 1 | grep -q ': VALID' \
+   && [ \$('$venv/bin/pyhanko' sign validate --no-revocation-check --trust '$work/root.pem' --trust '$pdfs/other-ca.pem' \
+           --trust-replace '$pdfs/mixed.pdf' 2>/dev/null | grep -c ':INTACT:TRUSTED') -eq 2 ]"
+check "agree on a flipped byte: pyHanko INVALID" \
+  sh -c "'$venv/bin/pyhanko' sign validate --trust '$work/root.pem' --trust-replace '$pdfs/flipped.pdf' 2>&1 | grep -q INVALID"
+check "agree on a flipped byte: ours INVALID (exit 1)" \
+  sh -c "! '$bin' seal verify '$pdfs/flipped.pdf' --trust '$work/root.pem' >'$pdfs/flip.log'; grep -q ': INVALID' '$pdfs/flip.log'"
+"$venv/bin/python" conformance/pdf/add_page.py "$pdfs/bt-visible.pdf" "$pdfs/page-added.pdf"
+check "agree on a page added after signing: pyHanko ILLEGAL_MODIFICATIONS" \
+  sh -c "'$venv/bin/pyhanko' sign validate --trust '$work/root.pem' --trust-replace '$pdfs/page-added.pdf' 2>&1 | grep -q ILLEGAL_MODIFICATIONS"
+check "agree on a page added after signing: ours MODIFIED, naming the page tree" \
+  sh -c "! '$bin' seal verify '$pdfs/page-added.pdf' --trust '$work/root.pem' >'$pdfs/added.log'; \
+         grep -q ': MODIFIED' '$pdfs/added.log' && grep -q 'page tree' '$pdfs/added.log'"
+check "ours with the region's own trust (no --trust): the seal is named and revocation is good" \
+  sh -c "'$bin' --config '$work/elicense.toml' --data-dir '$data' seal verify '$pdfs/bt-visible.pdf' >'$pdfs/named.log' \
+         && grep -q 'seal:        $seal_id' '$pdfs/named.log' && grep -q 'revocation:  good' '$pdfs/named.log'"
+check "POST /v1/seals/verify answers the same verdict as JSON" \
+  sh -c "curl -sf -H 'content-type: application/pdf' --data-binary @'$pdfs/page-added.pdf' '$base/v1/seals/verify' | grep -q '\"verdict\":\"modified\"'"

@@ -305,6 +305,18 @@ pub enum SealCmd {
         #[arg(long, default_value = "unspecified")]
         reason: String,
     },
+    /// Verify every signature of a PDF: integrity, signer and seal, chain, revocation at signing
+    /// time, time-stamps, coverage and what changed after each. Exit 0 only when all are valid.
+    Verify {
+        file: PathBuf,
+        /// Trusted root certificates (PEM); with them no database is needed. Without them: this
+        /// region's root and the imported regions' roots, and the current CRL.
+        #[arg(long)]
+        trust: Vec<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Seal a PDF (PAdES, as an incremental update: earlier signatures stay valid).
     Sign {
         #[arg(long)]
@@ -917,6 +929,37 @@ async fn client_cmd(g: &Global, c: ClientCmd) -> anyhow::Result<()> {
 
 async fn seal_cmd(g: &Global, c: SealCmd) -> anyhow::Result<()> {
     use crate::seal;
+    if let SealCmd::Verify { file, trust, json } = c {
+        let trust = if trust.is_empty() {
+            seal::trust(&open(g).await?, Vec::new())
+                .await
+                .map_err(coded)?
+        } else {
+            let mut roots = Vec::new();
+            for p in &trust {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                roots.extend(crate::pki::pem_certificates(&text));
+            }
+            anyhow::ensure!(!roots.is_empty(), "no certificates in the --trust files");
+            seal::verify::Trust {
+                roots,
+                ..Default::default()
+            }
+        };
+        let src = crate::pdf::FileSource::open(&file).map_err(coded)?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let report = seal::verify::verify_document(&src, &trust, now).map_err(coded)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print_seal_report(&file, &report);
+        }
+        if report.verdict != "valid" {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let app = open(g).await?;
     let show = |s: &seal::SealView| {
         println!(
@@ -972,6 +1015,7 @@ async fn seal_cmd(g: &Global, c: SealCmd) -> anyhow::Result<()> {
                 .await
                 .map_err(coded)?,
         ),
+        SealCmd::Verify { .. } => {}
         SealCmd::Sign {
             seal: seal_id,
             input,
@@ -1037,6 +1081,95 @@ async fn seal_cmd(g: &Global, c: SealCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_seal_report(file: &std::path::Path, r: &crate::seal::verify::Report) {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: {} ({} signatures, {} revisions, {} bytes)",
+        file.display(),
+        r.verdict.to_uppercase(),
+        r.signatures.len(),
+        r.revisions,
+        r.bytes
+    );
+    for s in &r.signatures {
+        let _ = writeln!(
+            out,
+            "\n{} [{}]: {}",
+            s.field,
+            s.sub_filter,
+            s.verdict.to_uppercase()
+        );
+        let _ = writeln!(
+            out,
+            "  integrity:   {}",
+            if s.intact {
+                "intact (digest and signature verify)"
+            } else {
+                "BROKEN"
+            }
+        );
+        if let Some(sg) = &s.signer {
+            let _ = writeln!(out, "  signer:      {} (serial {})", sg.subject, sg.serial);
+        }
+        if let Some(seal) = &s.seal {
+            let _ = writeln!(out, "  seal:        {seal}");
+        }
+        let _ = writeln!(
+            out,
+            "  chain:       {}",
+            if s.trusted {
+                s.chain.join(" <- ")
+            } else {
+                "NOT TRUSTED".into()
+            }
+        );
+        let _ = writeln!(out, "  revocation:  {}", s.revocation);
+        if let Some(t) = &s.claimed_time {
+            let _ = writeln!(out, "  claimed time {t}");
+        }
+        if let Some(t) = &s.timestamp {
+            let _ = writeln!(
+                out,
+                "  time-stamp:  {} by {} ({}, {})",
+                t.time,
+                t.authority,
+                if t.intact { "intact" } else { "BROKEN" },
+                if t.trusted { "trusted" } else { "untrusted" }
+            );
+        }
+        if let Some(p) = s.certification {
+            let _ = writeln!(out, "  certified:   DocMDP P={p}");
+        }
+        let _ = writeln!(
+            out,
+            "  covers:      {} of {} bytes{}",
+            s.covered_bytes,
+            r.bytes,
+            if s.covers_whole_file {
+                " (the whole file)"
+            } else {
+                ""
+            }
+        );
+        for c in &s.changes_after {
+            let _ = writeln!(
+                out,
+                "  after:       object {} — {} ({})",
+                c.object,
+                c.what,
+                if c.allowed { "allowed" } else { "MODIFICATION" }
+            );
+        }
+        for p in &s.problems {
+            let _ = writeln!(out, "  problem:     {p}");
+        }
+    }
+    // A reader that stops early (| head) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes());
 }
 
 async fn type_cmd(g: &Global, c: TypeCmd) -> anyhow::Result<()> {

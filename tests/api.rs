@@ -2427,8 +2427,132 @@ mod seals {
     crate::both_backends!(
         seal_lifecycle_and_sealing,
         hostile_pdfs_are_refused_with_codes,
-        timestamp_authority_answers_rfc3161
+        timestamp_authority_answers_rfc3161,
+        verifier_reports_integrity_trust_and_changes
     );
+
+    async fn verify_pdf(env: &Env, pdf: Vec<u8>) -> Value {
+        let (s, b) = env
+            .raw(
+                Request::post("/v1/seals/verify")
+                    .header("content-type", "application/pdf")
+                    .body(Body::from(pdf))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+        serde_json::from_slice(&b).unwrap()
+    }
+
+    /// Appends a page through an incremental update (a valid PDF change after signing).
+    fn add_page(doc: &[u8]) -> Vec<u8> {
+        use elicense::pdf::{Pdf, write::Update};
+        use lopdf::{Dictionary, Object};
+        let pdf = Pdf::open(doc).unwrap();
+        let pages_id = match pdf.catalog().unwrap().get(b"Pages").unwrap() {
+            Object::Reference(r) => *r,
+            _ => panic!(),
+        };
+        let mut pages = pdf.dict(&Object::Reference(pages_id)).unwrap();
+        let mut up = Update::new(&pdf);
+        let mut page = Dictionary::new();
+        page.set("Type", Object::Name(b"Page".to_vec()));
+        page.set("Parent", Object::Reference(pages_id));
+        page.set(
+            "MediaBox",
+            Object::Array(vec![0.into(), 0.into(), 595.into(), 842.into()]),
+        );
+        let pid = up.add(page);
+        let Ok(Object::Array(mut kids)) = pages.get(b"Kids").cloned() else {
+            panic!()
+        };
+        kids.push(Object::Reference(pid));
+        let n = kids.len() as i64;
+        pages.set("Kids", Object::Array(kids));
+        pages.set("Count", n);
+        up.set(pages_id, pages);
+        let mut out = doc.to_vec();
+        out.extend_from_slice(&up.write(&pdf).unwrap().bytes);
+        out
+    }
+
+    async fn verifier_reports_integrity_trust_and_changes(env: Env) {
+        let owner = elicense::demo::authorities()[2].0.clone();
+        let (_, v) = env
+            .call(
+                "POST",
+                "/v1/seals",
+                Some(&json!({"owner": owner, "kind": "license", "name": "证照专用章"})),
+            )
+            .await;
+        let id = v["id"].as_str().unwrap().to_string();
+        let (_, once) = post_pdf(
+            &env,
+            &format!("/v1/seals/{id}/sign?level=B-T&x=50&y=50"),
+            tiny_pdf(2),
+        )
+        .await;
+        let (_, twice) = post_pdf(
+            &env,
+            &format!("/v1/seals/{id}/sign?level=B-LTA"),
+            once.clone(),
+        )
+        .await;
+
+        let r = verify_pdf(&env, twice.clone()).await;
+        assert_eq!(r["verdict"], "valid", "{r:#}");
+        let sigs = r["signatures"].as_array().unwrap();
+        assert_eq!(sigs.len(), 3, "two seals and a document time-stamp: {r:#}");
+        assert_eq!(sigs[0]["intact"], true);
+        assert_eq!(sigs[0]["trusted"], true);
+        assert_eq!(sigs[0]["revocation"], "good");
+        assert!(sigs[0]["seal"].as_str().unwrap().starts_with(&id));
+        assert!(sigs[0]["timestamp"]["trusted"].as_bool().unwrap());
+        assert_eq!(sigs[0]["covers_whole_file"], false);
+        assert!(
+            sigs[0]["changes_after"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["allowed"] == true)
+        );
+        assert!(
+            sigs[0]["changes_after"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["kind"] == "dss")
+        );
+        assert_eq!(sigs[2]["sub_filter"], "ETSI.RFC3161");
+        assert_eq!(sigs[2]["covers_whole_file"], true);
+
+        // A byte flipped inside the signed range: invalid.
+        let mut flipped = once.clone();
+        let at = flipped.windows(4).position(|w| w == b"page").unwrap();
+        flipped[at] ^= 1;
+        let r = verify_pdf(&env, flipped).await;
+        assert_eq!(r["verdict"], "invalid");
+        assert_eq!(r["signatures"][0]["intact"], false);
+
+        // A page added by a valid incremental update after signing: modified.
+        let r = verify_pdf(&env, add_page(&once)).await;
+        assert_eq!(r["verdict"], "modified", "{r:#}");
+        let changes = r["signatures"][0]["changes_after"].as_array().unwrap();
+        assert!(changes.iter().any(|c| c["allowed"] == false && c["what"].as_str().unwrap().contains("page tree")));
+
+        // An unsigned document, and something that is not a PDF.
+        let r = verify_pdf(&env, tiny_pdf(1)).await;
+        assert_eq!(r["verdict"], "unsigned");
+        let (s, b) = env
+            .raw(
+                Request::post("/v1/seals/verify")
+                    .body(Body::from("not a pdf"))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(String::from_utf8_lossy(&b).contains("PDF-0001"));
+    }
 
     /// A small PDF with `pages` pages and a classic cross-reference table.
     pub fn tiny_pdf(pages: usize) -> Vec<u8> {

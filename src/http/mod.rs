@@ -96,6 +96,10 @@ fn routes(app: &App) -> Router<App> {
         .route("/check", get(crate::web::check))
         .route("/v1/show-codes/verify", post(admin::verify_show_code))
         .route("/tsa", post(seals::tsa))
+        .route(
+            "/v1/seals/verify",
+            post(seals::verify).layer(DefaultBodyLimit::max(app.config.max_pdf_bytes)),
+        )
         .merge(protected)
 }
 

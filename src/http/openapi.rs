@@ -45,6 +45,7 @@ use utoipa::{Modify, OpenApi};
         super::seals::set_status,
         super::seals::sign,
         super::seals::tsa,
+        super::seals::verify,
     ),
     modifiers(&Bearer),
     tags(

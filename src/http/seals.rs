@@ -210,3 +210,15 @@ pub async fn tsa(
         resp,
     ))
 }
+
+#[utoipa::path(post, path = "/v1/seals/verify", tag = "seals",
+    request_body(content = Vec<u8>, content_type = "application/pdf"),
+    responses((status = 200, body = crate::seal::verify::Report,
+        description = "Every signature: integrity, signer and seal, chain to this region's or an imported region's root, revocation at signing time, time-stamps, coverage, changes after it"),
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn verify(
+    State(app): State<App>,
+    body: axum::body::Bytes,
+) -> ApiResult<axum::Json<crate::seal::verify::Report>> {
+    Ok(axum::Json(seal::verify_bytes(&app, body.to_vec()).await?))
+}

@@ -37,3 +37,12 @@ pub fn cert_kid(der: &[u8]) -> [u8; 8] {
     kid.copy_from_slice(d.as_ref().get(..8).unwrap_or(&[0u8; 8]));
     kid
 }
+
+/// Every CERTIFICATE block of a PEM text, as DER.
+pub fn pem_certificates(text: &str) -> Vec<Vec<u8>> {
+    x509_parser::pem::Pem::iter_from_buffer(text.as_bytes())
+        .filter_map(|p| p.ok())
+        .filter(|p| p.label == "CERTIFICATE")
+        .map(|p| p.contents)
+        .collect()
+}

@@ -8,6 +8,7 @@ pub mod appearance;
 pub mod cms;
 pub mod pades;
 pub mod tsa;
+pub mod verify;
 
 use crate::app::App;
 use crate::error::{Error, FieldError, Result};
@@ -476,4 +477,29 @@ async fn audit_sign(app: &App, seal_id: &str, s: &Sealed) -> Result<()> {
         ))
         .await?;
     Ok(())
+}
+
+/// What this service trusts for seal verification: its root, imported regions' roots, its
+/// current CRL, and its seals (to name them), plus `extra_roots`.
+pub async fn trust(app: &App, extra_roots: Vec<Vec<u8>>) -> Result<verify::Trust> {
+    let mut roots = crate::verify::trust::trusted_roots(app).await?;
+    roots.extend(extra_roots);
+    let crls = vec![app.pki.current_crl().await?.der];
+    let seals = app
+        .store
+        .seals(None)
+        .await?
+        .into_iter()
+        .map(|s| (s.cert_serial, s.id, s.name))
+        .collect();
+    Ok(verify::Trust { roots, crls, seals })
+}
+
+/// Verifies a document held in memory (on a blocking thread).
+pub async fn verify_bytes(app: &App, pdf: Vec<u8>) -> Result<verify::Report> {
+    let trust = trust(app, Vec::new()).await?;
+    let now = app.clock.unix();
+    tokio::task::spawn_blocking(move || verify::verify_document(&pdf, &trust, now))
+        .await
+        .map_err(|e| Error::internal(format!("verification task: {e}")))?
 }
