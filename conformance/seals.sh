@@ -145,3 +145,50 @@ check "ours with the region's own trust (no --trust): the seal is named and revo
          && grep -q 'seal:        $seal_id' '$pdfs/named.log' && grep -q 'revocation:  good' '$pdfs/named.log'"
 check "POST /v1/seals/verify answers the same verdict as JSON" \
   sh -c "curl -sf -H 'content-type: application/pdf' --data-binary @'$pdfs/page-added.pdf' '$base/v1/seals/verify' | grep -q '\"verdict\":\"modified\"'"
+
+echo "== Sealed e-license PDF (rendered by poppler, read by zbarimg, validated by pyHanko and pdfsig)"
+lic=$(auth "$base/v1/licenses?limit=1&status=valid&type=11100000000013338W001" | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
+holder=$(auth "$base/v1/licenses/$lic" | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["holder"]["name"])')
+check "elicense license pdf renders and seals license $lic" \
+  "$bin" --config "$work/elicense.toml" --data-dir "$data" license pdf "$lic" --out "$pdfs/license.pdf"
+check "GET /v1/licenses/{id}/pdf answers a sealed PDF" \
+  sh -c "curl -sf -H 'Authorization: Bearer $token' '$base/v1/licenses/$lic/pdf' -o '$pdfs/license-api.pdf' && head -c 5 '$pdfs/license-api.pdf' | grep -q '%PDF-'"
+validate_pdf license
+check "agree on the sealed license: ours VALID" \
+  sh -c "'$bin' seal verify '$pdfs/license.pdf' --trust '$work/root.pem' | head -n 1 | grep -q ': VALID'"
+check "pdffonts: the Chinese font is embedded as a subset with a ToUnicode map" \
+  sh -c "pdffonts '$pdfs/license.pdf' | awk 'NR>2' | grep -q 'yes yes yes'"
+check "pdftotext extracts the holder's Chinese name ($holder) and the type name 居民身份证" \
+  sh -c "pdftotext '$pdfs/license.pdf' - | grep -q '$holder' && pdftotext '$pdfs/license.pdf' - | grep -q '居民身份证'"
+shots="${ELICENSE_SCREENSHOTS:-$PWD/conformance/out/screenshots}"
+mkdir -p "$shots"
+check "pdftoppm renders page 1 (saved for review: $shots/license-page1.png)" \
+  sh -c "pdftoppm -r 110 -png -singlefile '$pdfs/license.pdf' '$shots/license-page1'"
+check "the seal is visible: red pixels where the seal was placed" \
+  "$venv/bin/python" - "$shots/license-page1.png" <<'PY'
+import sys, zlib, struct
+data = open(sys.argv[1], "rb").read()
+# Minimal PNG reader (8-bit RGB, as pdftoppm writes): count strongly red pixels in the lower right.
+pos, idat, w, h = 8, b"", 0, 0
+while pos < len(data):
+    n, t = struct.unpack(">I4s", data[pos:pos + 8]); body = data[pos + 8:pos + 8 + n]; pos += 12 + n
+    if t == b"IHDR": w, h, depth, ctype = struct.unpack(">IIBB", body[:10]); assert depth == 8 and ctype == 2
+    if t == b"IDAT": idat += body
+raw = zlib.decompress(idat); stride = w * 3; prev = bytearray(stride); red = 0; i = 0
+for y in range(h):
+    f = raw[i]; line = bytearray(raw[i + 1:i + 1 + stride]); i += 1 + stride
+    for x in range(stride):
+        a = line[x - 3] if x >= 3 else 0; b = prev[x]; c = prev[x - 3] if x >= 3 else 0
+        p = a + b - c; pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+        line[x] = (line[x] + [0, a, b, (a + b) // 2, a if pa <= pb and pa <= pc else (b if pb <= pc else c)][f]) & 255
+    prev = line
+    if y > h * 0.6:
+        for x in range(w // 2, w):
+            r, g, bl = line[3 * x:3 * x + 3]
+            red += r > 180 and g < 90 and bl < 90
+print("red pixels in the seal area:", red)
+sys.exit(0 if red > 500 else 1)
+PY
+check "zbarimg reads the printed code off the rendered page and elicense check accepts it" \
+  sh -c "zbarimg -q --raw '$shots/license-page1.png' >'$pdfs/license-code.txt' \
+         && '$bin' --data-dir '$work/nowhere' check \"\$(cat '$pdfs/license-code.txt')\" --trust '$work/trust-list.txt' | grep -q '\"verdict\": \"valid\"'"

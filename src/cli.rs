@@ -186,6 +186,13 @@ pub enum LicenseCmd {
     },
     /// Show a license with its signature and history.
     Show { id: String },
+    /// Render the license face as a PDF (Chinese text, holder fields, printed-code QR) sealed
+    /// with the issuing authority's license seal.
+    Pdf {
+        id: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// List licenses.
     List {
         #[arg(long = "type")]
@@ -1319,6 +1326,17 @@ async fn license(g: &Global, c: LicenseCmd) -> anyhow::Result<std::process::Exit
             println!("{}", sc.code);
         }
         LicenseCmd::Show { id } => print_json(&app.licenses.detail(&id).await.map_err(coded)?)?,
+        LicenseCmd::Pdf { id, out } => {
+            let pdf = crate::seal::sealed_license_pdf(&app, &id)
+                .await
+                .map_err(coded)?;
+            std::fs::write(&out, &pdf).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "license {id} rendered and sealed into {} ({} bytes)",
+                out.display(),
+                pdf.len()
+            );
+        }
         LicenseCmd::List {
             type_code,
             holder_code,

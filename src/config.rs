@@ -24,6 +24,7 @@ pub struct FileConfig {
     pub show_code_seconds: Option<i64>,
     pub tsa_url: Option<String>,
     pub max_pdf_bytes: Option<usize>,
+    pub pdf_font: Option<PathBuf>,
 }
 
 /// The effective configuration.
@@ -55,6 +56,9 @@ pub struct Config {
     pub tsa_url: Option<String>,
     /// Largest PDF accepted by the sealing and seal-verification endpoints.
     pub max_pdf_bytes: usize,
+    /// The CJK font (TTF/OTF/TTC) embedded, as a subset, in license PDFs; found in the usual
+    /// system places when absent.
+    pub pdf_font: Option<PathBuf>,
 }
 
 /// Values given on the command line or in the environment.
@@ -123,6 +127,7 @@ impl Config {
                 .clamp(30, 3600),
             tsa_url: std::env::var("ELICENSE_TSA_URL").ok().or(file.tsa_url),
             max_pdf_bytes: file.max_pdf_bytes.unwrap_or(256 << 20),
+            pdf_font: file.pdf_font,
         })
     }
 

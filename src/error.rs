@@ -109,6 +109,8 @@ pub enum Error {
     PdfLimit { reason: String },
     #[error("the document is certified with no changes allowed; it cannot be sealed again")]
     DocumentLocked,
+    #[error("no font with Chinese glyphs was found; install fonts-noto-cjk or set pdf_font")]
+    NoCjkFont,
     #[error("seal {id} not found")]
     SealNotFound { id: String },
     #[error("seal {id} is {status} and cannot sign")]
@@ -170,6 +172,7 @@ impl Error {
             Error::EncryptedPdf => "PDF-0002",
             Error::PdfLimit { .. } => "PDF-0003",
             Error::DocumentLocked => "PDF-0004",
+            Error::NoCjkFont => "PDF-0005",
             Error::SealNotFound { .. } => "SEAL-0001",
             Error::SealInactive { .. } => "SEAL-0002",
             Error::BadTimestampRequest { .. } => "TSA-0001",
@@ -196,7 +199,7 @@ impl Error {
             | Error::EncryptedPdf
             | Error::PdfLimit { .. }
             | Error::BadTimestampRequest { .. } => Kind::Invalid,
-            Error::TimestampUnavailable { .. } => Kind::Unavailable,
+            Error::TimestampUnavailable { .. } | Error::NoCjkFont => Kind::Unavailable,
             Error::SealNotFound { .. } => Kind::NotFound,
             Error::DocumentLocked | Error::SealInactive { .. } => Kind::Conflict,
             Error::ForeignRegion { .. } => Kind::Unavailable,

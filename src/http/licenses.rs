@@ -113,6 +113,19 @@ pub async fn show(
     Ok(axum::Json(app.licenses.detail(&id).await?))
 }
 
+#[utoipa::path(get, path = "/v1/licenses/{id}/pdf", tag = "licenses",
+    params(("id" = String, Path, description = "License identifier (any version)")),
+    responses((status = 200, description = "The license face as a PDF, sealed (PAdES B-T) with the issuing authority's license seal", content_type = "application/pdf"),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn pdf(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> ApiResult<impl axum::response::IntoResponse> {
+    let pdf = crate::seal::sealed_license_pdf(&app, &id).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/pdf")], pdf))
+}
+
 /// A status change.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -31,6 +31,7 @@ fn routes(app: &App) -> Router<App> {
             get(licenses::show).patch(licenses::amend),
         )
         .route("/v1/licenses/{id}/status", post(licenses::set_status))
+        .route("/v1/licenses/{id}/pdf", get(licenses::pdf))
         .route(
             "/v1/imports",
             post(licenses::import).layer(DefaultBodyLimit::max(import_limit)),

@@ -25,6 +25,7 @@ use utoipa::{Modify, OpenApi};
         super::licenses::list,
         super::licenses::issue,
         super::licenses::show,
+        super::licenses::pdf,
         super::licenses::set_status,
         super::licenses::amend,
         super::licenses::import,

@@ -3,6 +3,7 @@
 pub mod credit_code;
 pub mod holder;
 pub mod id;
+pub mod pdf;
 pub mod record;
 pub mod service;
 pub mod types;

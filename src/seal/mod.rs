@@ -503,3 +503,112 @@ pub async fn verify_bytes(app: &App, pdf: Vec<u8>) -> Result<verify::Report> {
         .await
         .map_err(|e| Error::internal(format!("verification task: {e}")))?
 }
+
+/// The license face rendered as a PDF and sealed (B-T, visible) with the issuing authority's
+/// active license seal.
+pub async fn sealed_license_pdf(app: &App, id: &str) -> Result<Vec<u8>> {
+    let detail = app.licenses.detail(id).await?;
+    let l = &detail.license;
+    let t = app.licenses.license_type(&l.type_code).await?;
+    let authority = app
+        .store
+        .authority(&l.issuer)
+        .await?
+        .map(|a| a.name)
+        .unwrap_or_else(|| l.issuer.clone());
+    let code = crate::present::issue(
+        app,
+        &l.holder.code,
+        crate::present::ShowCodeRequest {
+            license_id: l.id.clone(),
+            fields: Vec::new(),
+            printed: true,
+        },
+    )
+    .await
+    .ok()
+    .map(|c| c.code);
+    let mut rows = vec![
+        ("持证人 Holder".to_string(), l.holder.name.clone()),
+        ("证件号码 Holder code".to_string(), l.holder.code.clone()),
+        ("证照编号 Number".to_string(), l.number.clone()),
+    ];
+    let props = t.def.schema.get("properties").and_then(|p| p.as_object());
+    if let Some(fields) = l.fields.as_object() {
+        for (k, v) in fields {
+            let label = props
+                .and_then(|p| p.get(k))
+                .and_then(|p| p.get("description"))
+                .and_then(|d| d.as_str())
+                .map(|d| format!("{d} {k}"))
+                .unwrap_or_else(|| k.clone());
+            let value = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            rows.push((label, value));
+        }
+    }
+    rows.push((
+        "有效期限 Validity".into(),
+        format!(
+            "{} 至 {}",
+            l.valid_from,
+            l.valid_to
+                .clone()
+                .unwrap_or_else(|| "长期 long-term".into())
+        ),
+    ));
+    rows.push(("发证机关 Issuer".into(), authority));
+    rows.push(("签发日期 Issued".into(), l.issue_date.clone()));
+    rows.push((
+        "状态 Status".into(),
+        format!("{:?}", l.status).to_lowercase(),
+    ));
+    let face = crate::license::pdf::Face {
+        title: l.type_name.clone(),
+        subtitle: "电子证照 Electronic license".into(),
+        rows,
+        footer: vec![
+            format!("证照标识 License identifier: {}", l.id),
+            format!(
+                "Signed by the issuing authority (COSE_Sign1 ES256, certificate {}).",
+                l.signature.certificate_serial
+            ),
+            "Sealed with its license seal (PAdES); verify with any PDF signature validator or scan the code.".into(),
+        ],
+        code,
+    };
+    let font_path = app.config.pdf_font.clone();
+    let pdf = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+        let font = crate::license::pdf::CjkFont::find(font_path.as_deref())?;
+        crate::license::pdf::render(&face, &font)
+    })
+    .await
+    .map_err(|e| Error::internal(format!("rendering task: {e}")))??;
+    let seal = app
+        .store
+        .seals(Some(&l.issuer))
+        .await?
+        .into_iter()
+        .find(|s| s.kind == "license" && s.status == "active")
+        .ok_or_else(|| Error::SealNotFound {
+            id: format!("active license seal of authority {}", l.issuer),
+        })?;
+    let kit = kit(app, &seal.id, Level::BT).await?;
+    let (x, y, width) = crate::license::pdf::SEAL_PLACE;
+    let opts = SignOptions {
+        level: Level::BT,
+        placement: Some(Placement {
+            page: 1,
+            x,
+            y,
+            width,
+        }),
+        cross_page: None,
+        certify: None,
+        reason: Some("电子证照签章 e-license seal".into()),
+        location: None,
+    };
+    Ok(seal_bytes(app, kit, pdf, opts).await?.0)
+}
