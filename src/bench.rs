@@ -40,6 +40,12 @@ pub struct BenchArgs {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// Run only the PDF sealing figures (ours and pyHanko's).
+    #[arg(long)]
+    pub seals_only: bool,
+    /// Size of the big PDF for the sealing figures, in MB (default 100; 16 with --quick).
+    #[arg(long)]
+    pub big_mb: Option<usize>,
 }
 
 /// One row of the result table.
@@ -288,6 +294,15 @@ pub async fn run(_g: &crate::cli::Global, args: BenchArgs) -> anyhow::Result<()>
             note: String::new(),
         },
     ];
+    let big_mb = args.big_mb.unwrap_or(if args.quick { 16 } else { 100 });
+    if args.seals_only {
+        figs.extend(crate::bench_seal::figures(args.quick, big_mb).await?);
+        print_table(&figs);
+        if let Some(p) = args.json {
+            std::fs::write(&p, serde_json::to_string_pretty(&figs)?)?;
+        }
+        return Ok(());
+    }
     let mut backends = vec![("sqlite".to_string(), None)];
     if args.verify_only {
         backends.clear();
@@ -380,11 +395,22 @@ pub async fn run(_g: &crate::cli::Global, args: BenchArgs) -> anyhow::Result<()>
             load.p50_ms, load.p99_ms, load.errors
         ),
     });
+    if !args.verify_only {
+        figs.extend(crate::bench_seal::figures(args.quick, big_mb).await?);
+    }
+    print_table(&figs);
+    if let Some(p) = args.json {
+        std::fs::write(&p, serde_json::to_string_pretty(&figs)?)?;
+    }
+    Ok(())
+}
+
+fn print_table(figs: &[Figure]) {
     println!(
         "{:<42} {:>12} {:<12} {:>7}  baseline / note",
         "figure", "value", "unit", "ratio"
     );
-    for f in &figs {
+    for f in figs {
         println!(
             "{:<42} {:>12.0} {:<12} {:>7}  {}{}{}",
             f.name,
@@ -400,10 +426,6 @@ pub async fn run(_g: &crate::cli::Global, args: BenchArgs) -> anyhow::Result<()>
             f.note
         );
     }
-    if let Some(p) = args.json {
-        std::fs::write(&p, serde_json::to_string_pretty(&figs)?)?;
-    }
-    Ok(())
 }
 
 async fn create_scratch_db(admin_url: &str, db: &str) -> anyhow::Result<String> {
