@@ -192,3 +192,24 @@ PY
 check "zbarimg reads the printed code off the rendered page and elicense check accepts it" \
   sh -c "zbarimg -q --raw '$shots/license-page1.png' >'$pdfs/license-code.txt' \
          && '$bin' --data-dir '$work/nowhere' check \"\$(cat '$pdfs/license-code.txt')\" --trust '$work/trust-list.txt' | grep -q '\"verdict\": \"valid\"'"
+
+echo "== The time-stamp authority through OpenSSL, and sealing with an external (HTTP) TSA"
+echo "elicense time-stamp test data" >"$pdfs/ts-data.txt"
+openssl ts -query -data "$pdfs/ts-data.txt" -sha256 -cert -out "$pdfs/req.tsq" 2>/dev/null
+check "POST /tsa answers an openssl ts -query" \
+  curl -sf -H 'Content-Type: application/timestamp-query' --data-binary @"$pdfs/req.tsq" "$base/tsa" -o "$pdfs/resp.tsr"
+check "openssl ts -verify accepts the reply for the data" \
+  openssl ts -verify -in "$pdfs/resp.tsr" -data "$pdfs/ts-data.txt" -CAfile "$work/root.pem"
+check "openssl ts -reply -text: granted, with the ETSI baseline policy" \
+  sh -c "openssl ts -reply -in '$pdfs/resp.tsr' -text 2>/dev/null | grep -q 'Status: Granted' \
+         && openssl ts -reply -in '$pdfs/resp.tsr' -text 2>/dev/null | grep -q '0.4.0.2023.1.1'"
+check_fails "openssl ts -verify control: other data does not verify" \
+  openssl ts -verify -in "$pdfs/resp.tsr" -data "$pdfs/one.pdf" -CAfile "$work/root.pem"
+check "seal sign with tsa_url = this service's /tsa over HTTP (B-T)" \
+  env ELICENSE_TSA_URL="$base/tsa" "$bin" --config "$work/elicense.toml" --data-dir "$data" seal sign --seal "$seal_id" \
+  --in "$pdfs/one.pdf" --out "$pdfs/external-tsa.pdf" --invisible --level B-T
+validate_pdf external-tsa
+check "POST /v1/seals/{id}/sign accepts the PDF as multipart/form-data" \
+  sh -c "curl -sf -H 'Authorization: Bearer $token' -F 'file=@$pdfs/one.pdf;type=application/pdf' \
+         '$base/v1/seals/$seal_id/sign?level=B-B' -o '$pdfs/multipart.pdf' \
+         && '$bin' seal verify '$pdfs/multipart.pdf' --trust '$work/root.pem' | head -n 1 | grep -q ': VALID'"

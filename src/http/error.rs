@@ -127,3 +127,51 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A PDF upload: the raw body (`application/pdf`), or the `file` part (or the first part typed
+/// `application/pdf`) of a `multipart/form-data` body. Too large: `REQ-0002` (413).
+pub struct PdfBody(pub Vec<u8>);
+
+impl<S: Send + Sync> FromRequest<S> for PdfBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let multipart = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("multipart/form-data"));
+        let too_large = |status: StatusCode, text: String| {
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError(Error::BodyTooLarge)
+            } else {
+                ApiError(Error::bad_request(text))
+            }
+        };
+        if !multipart {
+            return axum::body::Bytes::from_request(req, state)
+                .await
+                .map(|b| PdfBody(b.to_vec()))
+                .map_err(|r| too_large(r.status(), r.body_text()));
+        }
+        let mut parts = axum::extract::Multipart::from_request(req, state)
+            .await
+            .map_err(|r| too_large(r.status(), r.body_text()))?;
+        while let Some(field) = parts
+            .next_field()
+            .await
+            .map_err(|e| too_large(e.status(), e.body_text()))?
+        {
+            if field.name() == Some("file") || field.content_type() == Some("application/pdf") {
+                let b = field
+                    .bytes()
+                    .await
+                    .map_err(|e| too_large(e.status(), e.body_text()))?;
+                return Ok(PdfBody(b.to_vec()));
+            }
+        }
+        Err(ApiError(Error::bad_request(
+            "the multipart body has no \"file\" part (or part typed application/pdf)",
+        )))
+    }
+}

@@ -1,10 +1,10 @@
 //! Seal routes: create, list, change status, seal a PDF; and the RFC 3161 time-stamp authority.
 
-use super::error::{ApiResult, ErrorBody, Json, Path};
+use super::error::{ApiResult, ErrorBody, Json, Path, PdfBody, Query};
 use crate::app::App;
 use crate::error::Error;
 use crate::seal::{self, SealView};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Deserialize;
@@ -121,7 +121,7 @@ pub struct SignParams {
 }
 
 #[utoipa::path(post, path = "/v1/seals/{id}/sign", tag = "seals", params(("id" = String, Path), SignParams),
-    request_body(content = Vec<u8>, content_type = "application/pdf"),
+    request_body(content = Vec<u8>, content_type = "application/pdf", description = "The PDF, as the body or as the `file` part of multipart/form-data"),
     responses((status = 200, description = "The sealed PDF (the original bytes plus new revisions)", content_type = "application/pdf"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 413, body = ErrorBody)),
@@ -130,7 +130,7 @@ pub async fn sign(
     State(app): State<App>,
     Path(id): Path<String>,
     Query(p): Query<SignParams>,
-    body: axum::body::Bytes,
+    PdfBody(body): PdfBody,
 ) -> ApiResult<impl IntoResponse> {
     let level: seal::pades::Level = p.level.as_deref().unwrap_or("B-T").parse()?;
     let width = p.width.unwrap_or(120.0);
@@ -168,7 +168,7 @@ pub async fn sign(
         location: p.location,
     };
     let kit = seal::kit(&app, &id, level).await?;
-    let (doc, sealed) = seal::seal_bytes(&app, kit, body.to_vec(), opts).await?;
+    let (doc, sealed) = seal::seal_bytes(&app, kit, body, opts).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/pdf".to_string()),
@@ -218,7 +218,7 @@ pub async fn tsa(
         (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn verify(
     State(app): State<App>,
-    body: axum::body::Bytes,
+    PdfBody(body): PdfBody,
 ) -> ApiResult<axum::Json<crate::seal::verify::Report>> {
-    Ok(axum::Json(seal::verify_bytes(&app, body.to_vec()).await?))
+    Ok(axum::Json(seal::verify_bytes(&app, body).await?))
 }

@@ -280,7 +280,12 @@ impl<'a> Cursor<'a> {
                 return syntax("name too long");
             }
         }
-        self.end()
+        // A name may end the input; in a window cut short, read more to be sure.
+        if self.truncated {
+            Err(ParseError::Incomplete)
+        } else {
+            Ok(out)
+        }
     }
 
     fn literal(&mut self) -> PResult<Vec<u8>> {

@@ -198,6 +198,25 @@ impl Timestamper for ExternalTsa {
         let token = parsed
             .time_stamp_token
             .ok_or_else(|| fail("the authority granted no token".into()))?;
+        // The token must be for this digest and this request (nonce) before it goes into a seal.
+        let sd = cms::signed_data::SignedData::from_der(&token.content.to_der().map_err(der_err)?)
+            .map_err(|e| fail(format!("bad token: {e}")))?;
+        let info = sd
+            .encap_content_info
+            .econtent
+            .as_ref()
+            .map(|c| TstInfo::from_der(c.value()))
+            .transpose()
+            .map_err(|e| fail(format!("bad token: {e}")))?
+            .ok_or_else(|| fail("the token has no TSTInfo".into()))?;
+        if info.message_imprint.hashed_message.as_bytes() != digest.as_slice() {
+            return Err(fail("the token is for another digest".into()));
+        }
+        if info.nonce.as_ref().map(|n| n.as_bytes())
+            != Some(Int::new(&nonce).map_err(der_err)?.as_bytes())
+        {
+            return Err(fail("the token does not echo our nonce".into()));
+        }
         token.to_der().map_err(der_err)
     }
 }
