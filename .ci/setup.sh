@@ -39,3 +39,9 @@ if [ ! -d "$node_dir/node_modules/playwright-core" ]; then
   mkdir -p "$node_dir"
   (cd "$node_dir" && { [ -f package.json ] || npm init -y >/dev/null; } && npm install --silent --no-audit --no-fund playwright-core@1 >/dev/null)
 fi
+
+# cargo-fuzz for the fuzz smoke (the nightly toolchain comes with the machine image).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-fuzz"
+  cargo install --quiet --locked cargo-fuzz
+fi

@@ -19,3 +19,5 @@ echo "== benchmark smoke (a tiny run of the bench command; figures from a debug 
 cargo run --quiet -- bench --quick --licenses 300 --verify-seconds 1 >/dev/null
 echo "== conformance"
 bash conformance/run.sh
+echo "== fuzz smoke (every target, from the seed corpus)"
+bash fuzz/run.sh

@@ -707,6 +707,21 @@ fn classify<S: Source + ?Sized>(pdf: &Pdf<'_, S>, id: u32, end: u64) -> Change {
     ch("modification", false, "object changed".into())
 }
 
+/// Decodes a CMS SignedData (signature or time-stamp token) and checks its signer against a
+/// content digest, the way verification does: for fuzzing and diagnostics. `Err` names what is
+/// wrong; never panics on any input.
+pub fn check_cms(der: &[u8], content_digest: &[u8]) -> std::result::Result<Option<String>, String> {
+    let cms = parse_cms(der)?;
+    check_signer(&cms, content_digest)?;
+    Ok(cms.signer.as_ref().map(subject))
+}
+
+/// Checks an RFC 3161 token over `digest` with no trusted roots: (time, intact).
+pub fn inspect_timestamp(token: &[u8], digest: &[u8]) -> (String, bool) {
+    let t = check_timestamp(token, digest, &Trust::default(), &[]);
+    (t.time, t.intact)
+}
+
 /// Verifies every signature of the document.
 pub fn verify_document<S: Source + ?Sized>(src: &S, trust: &Trust, now: i64) -> Result<Report> {
     let pdf = Pdf::open(src)?;
