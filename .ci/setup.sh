@@ -25,11 +25,11 @@ fi
 
 # Python tools for conformance runs, in a venv outside the clone so CI reuses it.
 venv="${ELICENSE_VENV:-/var/cache/elicense-venv}"
-if ! "$venv/bin/python" -c 'import pkilint, cbor2, cryptography, pyhanko.cli' >/dev/null 2>&1; then
-  echo "setup: creating $venv (pkilint, cbor2, cryptography, pyhanko)"
+if ! "$venv/bin/python" -c 'import pkilint, cbor2, cryptography, pyhanko.cli, schemathesis' >/dev/null 2>&1; then
+  echo "setup: creating $venv (pkilint, cbor2, cryptography, pyhanko, schemathesis)"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check 'pkilint>=0.13' 'cbor2>=5' 'cryptography>=42' \
-    'pyhanko>=0.29' 'pyhanko-cli>=0.1'
+    'pyhanko>=0.29' 'pyhanko-cli>=0.1' 'schemathesis>=4'
 fi
 
 # playwright-core (drives Debian's Chromium; downloads no browser of its own), outside the clone.
