@@ -2428,8 +2428,52 @@ mod seals {
         seal_lifecycle_and_sealing,
         hostile_pdfs_are_refused_with_codes,
         timestamp_authority_answers_rfc3161,
-        verifier_reports_integrity_trust_and_changes
+        verifier_reports_integrity_trust_and_changes,
+        sealed_license_pdf
     );
+
+    async fn sealed_license_pdf(env: Env) {
+        let lic = env.issue(1).await;
+        let id = lic["id"].as_str().unwrap().to_string();
+        let get = |uri: String| {
+            Request::get(uri)
+                .header("authorization", format!("Bearer {}", env.token))
+                .body(Body::empty())
+                .unwrap()
+        };
+        // Without a license seal of the issuing authority: SEAL-0001.
+        let (s, b) = env.raw(get(format!("/v1/licenses/{id}/pdf"))).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{}", String::from_utf8_lossy(&b));
+        assert!(String::from_utf8_lossy(&b).contains("SEAL-0001"));
+        let (s, _) = env
+            .call(
+                "POST",
+                "/v1/seals",
+                Some(&json!({"owner": env.authority(0), "kind": "license", "name": "证照专用章"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        let (s, pdf) = env.raw(get(format!("/v1/licenses/{id}/pdf"))).await;
+        assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&pdf));
+        assert!(pdf.starts_with(b"%PDF-"));
+        let text = String::from_utf8_lossy(&pdf);
+        assert!(
+            text.contains("/ToUnicode") && text.contains("/Identity-H"),
+            "embedded CID font"
+        );
+        let r = verify_pdf(&env, pdf.clone()).await;
+        assert_eq!(r["verdict"], "valid", "{r:#}");
+        assert_eq!(r["signatures"][0]["covers_whole_file"], true);
+        assert!(
+            r["signatures"][0]["timestamp"]["trusted"]
+                .as_bool()
+                .unwrap()
+        );
+        // An unknown license: LIC-0004.
+        let other = id.replace(".001.", ".002.");
+        let (s, _) = env.raw(get(format!("/v1/licenses/{other}/pdf"))).await;
+        assert!(s.is_client_error());
+    }
 
     async fn verify_pdf(env: &Env, pdf: Vec<u8>) -> Value {
         let (s, b) = env
