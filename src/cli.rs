@@ -1039,21 +1039,11 @@ async fn seal_cmd(g: &Global, c: SealCmd) -> anyhow::Result<()> {
             location,
         } => {
             let level: seal::pades::Level = level.parse().map_err(coded)?;
-            let cross_page = match cross_page {
-                None => None,
-                Some(p) => Some(seal::CrossPage {
-                    pages: if p == "all" {
-                        Vec::new()
-                    } else {
-                        p.split(',')
-                            .map(|n| n.trim().parse::<usize>())
-                            .collect::<Result<_, _>>()
-                            .context("--cross-page takes page numbers or \"all\"")?
-                    },
-                    y,
-                    width,
-                }),
-            };
+            let cross_page = cross_page
+                .as_deref()
+                .map(|spec| seal::CrossPage::parse(spec, y, width))
+                .transpose()
+                .map_err(coded)?;
             let placement = if invisible || cross_page.is_some() {
                 None
             } else {

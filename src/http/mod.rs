@@ -99,7 +99,7 @@ fn routes(app: &App) -> Router<App> {
         .route("/tsa", post(seals::tsa))
         .route(
             "/v1/seals/verify",
-            post(seals::verify).layer(DefaultBodyLimit::max(app.config.max_pdf_bytes)),
+            post(seals::verify).layer(DefaultBodyLimit::max(pdf_limit)),
         )
         .merge(protected)
 }

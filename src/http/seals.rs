@@ -137,21 +137,11 @@ pub async fn sign(
     if !(10.0..=600.0).contains(&width) {
         return Err(Error::bad_request("width must be between 10 and 600 points").into());
     }
-    let cross_page = match p.cross_page.as_deref() {
-        None => None,
-        Some(s) => Some(seal::CrossPage {
-            pages: if s == "all" {
-                Vec::new()
-            } else {
-                s.split(',')
-                    .map(|n| n.trim().parse::<usize>())
-                    .collect::<Result<_, _>>()
-                    .map_err(|_| Error::bad_request("cross_page takes page numbers or \"all\""))?
-            },
-            y: p.y,
-            width,
-        }),
-    };
+    let cross_page = p
+        .cross_page
+        .as_deref()
+        .map(|spec| seal::CrossPage::parse(spec, p.y, width))
+        .transpose()?;
     let visible = p.page.is_some() || p.x.is_some() || p.y.is_some();
     let placement = (visible && cross_page.is_none()).then(|| seal::pades::Placement {
         page: p.page.unwrap_or(1),
@@ -200,10 +190,7 @@ pub async fn tsa(
         }
         .into());
     }
-    let cert = app.pki.tsa_signer().await?;
-    let key = app.pki.keys().signer(cert.key()?).await?;
-    let root = app.pki.root().await?;
-    let tsa = seal::tsa::BuiltinTsa::new(key, vec![cert.der, root.der], app.clock.clone());
+    let (tsa, _) = seal::builtin_tsa(&app).await?;
     let resp = tsa.respond(&body)?;
     Ok((
         [(header::CONTENT_TYPE, "application/timestamp-reply")],

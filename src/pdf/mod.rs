@@ -337,7 +337,8 @@ impl<'s, S: Source + ?Sized> Pdf<'s, S> {
         if !dict.has_type(b"XRef") {
             return Err(bad("the cross-reference stream has no /Type /XRef"));
         }
-        let data = self.stream_bytes(&dict, offset + data_start as u64, &mut HashSet::new())?;
+        let start = self.skip_eol(offset + data_start as u64)?;
+        let data = self.stream_at(&dict, start, MAX_STREAM_BYTES, &mut HashSet::new())?;
         let stream = Stream::new(dict.clone(), data);
         let plain = decode(&stream)?;
         let w: Vec<usize> = match dict.get(b"W") {
@@ -565,16 +566,18 @@ impl<'s, S: Source + ?Sized> Pdf<'s, S> {
         u64::try_from(n).map_err(|_| bad("a negative stream /Length"))
     }
 
-    fn stream_bytes(
+    /// `/Length` bytes of stream data starting at `start` (already past the EOL after
+    /// `stream`), at most `max`.
+    fn stream_at(
         &self,
         dict: &Dictionary,
         start: u64,
+        max: usize,
         seen: &mut HashSet<u32>,
     ) -> Result<Vec<u8>> {
-        let start = self.skip_eol(start)?;
         let n = self.stream_length(dict, seen)?;
-        if n > MAX_STREAM_BYTES as u64 {
-            return Err(limit("a stream is larger than 64 MiB"));
+        if n > max as u64 {
+            return Err(limit(format!("a stream is larger than {max} bytes")));
         }
         let data = self.read(start, n as usize)?;
         if data.len() as u64 != n {
@@ -588,15 +591,7 @@ impl<'s, S: Source + ?Sized> Pdf<'s, S> {
         let start =
             s.start_position
                 .ok_or_else(|| Error::internal("stream without a position"))? as u64;
-        let n = self.stream_length(&s.dict, &mut HashSet::new())?;
-        if n > max as u64 {
-            return Err(limit(format!("a stream is larger than {max} bytes")));
-        }
-        let data = self.read(start, n as usize)?;
-        if data.len() as u64 != n {
-            return Err(bad("a stream runs past the end of the file"));
-        }
-        Ok(data)
+        self.stream_at(&s.dict, start, max, &mut HashSet::new())
     }
 
     /// The decoded bytes of a stream fetched with [`Pdf::get`].

@@ -187,6 +187,21 @@ pub struct SignOptions {
     pub location: Option<String>,
 }
 
+impl CrossPage {
+    /// Parses a page list: "all" or comma-separated page numbers (1-based).
+    pub fn parse(spec: &str, y: Option<f32>, width: f32) -> Result<Self> {
+        let pages = if spec.trim() == "all" {
+            Vec::new()
+        } else {
+            spec.split(',')
+                .map(|n| n.trim().parse::<usize>())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|_| Error::bad_request("cross-page takes page numbers or \"all\""))?
+        };
+        Ok(CrossPage { pages, y, width })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CrossPage {
     pub pages: Vec<usize>,
@@ -213,12 +228,18 @@ pub async fn timestamper(app: &App) -> Result<(Arc<dyn Timestamper>, Vec<Vec<u8>
     if let Some(url) = &app.config.tsa_url {
         return Ok((Arc::new(tsa::ExternalTsa { url: url.clone() }), Vec::new()));
     }
+    let (tsa, chain) = builtin_tsa(app).await?;
+    Ok((Arc::new(tsa), chain))
+}
+
+/// The built-in time-stamp authority and its chain (its certificate, then the root).
+pub async fn builtin_tsa(app: &App) -> Result<(tsa::BuiltinTsa, Vec<Vec<u8>>)> {
     let cert = app.pki.tsa_signer().await?;
     let key = app.pki.keys().signer(cert.key()?).await?;
     let root = app.pki.root().await?;
     let chain = vec![cert.der.clone(), root.der.clone()];
     Ok((
-        Arc::new(tsa::BuiltinTsa::new(key, chain.clone(), app.clock.clone())),
+        tsa::BuiltinTsa::new(key, chain.clone(), app.clock.clone()),
         chain,
     ))
 }
@@ -485,13 +506,7 @@ pub async fn trust(app: &App, extra_roots: Vec<Vec<u8>>) -> Result<verify::Trust
     let mut roots = crate::verify::trust::trusted_roots(app).await?;
     roots.extend(extra_roots);
     let crls = vec![app.pki.current_crl().await?.der];
-    let seals = app
-        .store
-        .seals(None)
-        .await?
-        .into_iter()
-        .map(|s| (s.cert_serial, s.id, s.name))
-        .collect();
+    let seals = app.store.seal_directory().await?;
     Ok(verify::Trust { roots, crls, seals })
 }
 

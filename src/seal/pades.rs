@@ -315,6 +315,20 @@ fn field_names<S: Source + ?Sized>(pdf: &Pdf<'_, S>, form: &Form) -> Result<Vec<
     Ok(out)
 }
 
+/// The first `prefixN` (N from 1) that no top-level field of the form is named.
+fn free_field_name<S: Source + ?Sized>(
+    pdf: &Pdf<'_, S>,
+    form: &Form,
+    prefix: &str,
+) -> Result<String> {
+    let existing = field_names(pdf, form)?;
+    let mut n = 1;
+    while existing.contains(&format!("{prefix}{n}").into_bytes()) {
+        n += 1;
+    }
+    Ok(format!("{prefix}{n}"))
+}
+
 /// Is the document certified in a way that forbids any change (DocMDP P=1)?
 fn docmdp_forbids<S: Source + ?Sized>(pdf: &Pdf<'_, S>, catalog: &Dictionary) -> Result<bool> {
     let Ok(perms) = catalog.get(b"Perms") else {
@@ -422,12 +436,7 @@ pub fn prepare<S: Source + ?Sized>(
         update.set(fid, fd);
         fname
     } else if let Some((app, cp)) = req.cross_page.as_ref().filter(|_| !doc_timestamp) {
-        let existing = field_names(pdf, &form)?;
-        let mut n = 1;
-        while existing.contains(&format!("CrossPageSeal{n}").into_bytes()) {
-            n += 1;
-        }
-        let fname = format!("CrossPageSeal{n}");
+        let fname = free_field_name(pdf, &form, "CrossPageSeal")?;
         let chosen: Vec<usize> = if cp.pages.is_empty() {
             (1..=pages.len()).collect()
         } else {
@@ -494,17 +503,12 @@ pub fn prepare<S: Source + ?Sized>(
         new_fields.push(field_id);
         fname
     } else {
-        let existing = field_names(pdf, &form)?;
         let prefix = if doc_timestamp {
             "DocTimeStamp"
         } else {
             "Seal"
         };
-        let mut n = 1;
-        while existing.contains(&format!("{prefix}{n}").into_bytes()) {
-            n += 1;
-        }
-        let fname = format!("{prefix}{n}");
+        let fname = free_field_name(pdf, &form, prefix)?;
         let (page_index, rect, ap) = match &req.appearance {
             Some((app, place)) if !doc_timestamp => {
                 let idx = place

@@ -69,6 +69,17 @@ impl Store {
         }))
     }
 
+    /// Every seal's certificate serial, id and name (no images): for naming seals in reports.
+    pub async fn seal_directory(&self) -> Result<Vec<(String, String, String)>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, (String, String, String)>(
+                "SELECT cert_serial, id, name FROM seals ORDER BY created_at, id",
+            )
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
     /// Sets a seal's status; false when there is no such seal.
     pub async fn set_seal_status(&self, id: &str, status: &str, now: i64) -> Result<bool> {
         let n = with_pool!(self, pool => {
