@@ -13,6 +13,7 @@
 
 pub mod ca;
 pub mod keystore;
+pub mod path;
 
 pub use ca::Pki;
 pub use keystore::{KeyStore, MasterKey, Signer};

@@ -274,25 +274,15 @@ impl Trust {
         };
         let not_before = parsed.validity().not_before.timestamp();
         let not_after = parsed.validity().not_after.timestamp();
-        let at = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-            u64::try_from(not_before + 1).unwrap_or(0),
-        ));
-        let root_der = rustls_pki_types::CertificateDer::from(root);
-        let ee_der = rustls_pki_types::CertificateDer::from(cert);
-        let chained = webpki::anchor_from_trusted_cert(&root_der).is_ok_and(|anchor| {
-            webpki::EndEntityCert::try_from(&ee_der).is_ok_and(|ee| {
-                ee.verify_for_usage(
-                    webpki::ALL_VERIFICATION_ALGS,
-                    &[anchor],
-                    &[],
-                    at,
-                    webpki::KeyUsage::required(&crate::pki::ca::EKU_DOCUMENT_SIGNING_DER),
-                    None,
-                    None,
-                )
-                .is_ok()
-            })
-        });
+        use crate::pki::path;
+        let anchors = [root.to_vec()];
+        let chained = path::validate(&path::Request::new(
+            cert,
+            &anchors,
+            not_before + 1,
+            path::Usage::Required(&crate::pki::ca::EKU_DOCUMENT_SIGNING_DER),
+        ))
+        .is_ok();
         self.keys.push(TrustedKey {
             kid: cert_kid(cert),
             public_key: parsed.public_key().subject_public_key.data.to_vec(),

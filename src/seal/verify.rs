@@ -9,7 +9,6 @@ use cms::content_info::ContentInfo;
 use cms::signed_data::{SignedData, SignerIdentifier, SignerInfo};
 use der::{Decode, Encode};
 use lopdf::{Dictionary, Object};
-use rustls_pki_types::{CertificateDer, UnixTime};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashSet};
 use x509_cert::Certificate;
@@ -354,54 +353,35 @@ fn chain(
     at: i64,
     eku: &'static [u8],
 ) -> std::result::Result<Vec<String>, String> {
+    use crate::pki::path;
     let leaf_der = leaf.to_der().map_err(|e| e.to_string())?;
-    let ee_der = CertificateDer::from(leaf_der.as_slice());
-    let ee = webpki::EndEntityCert::try_from(&ee_der)
-        .map_err(|e| format!("signer certificate: {e:?}"))?;
-    let inter: Vec<CertificateDer<'static>> = extra
-        .iter()
-        .filter_map(|c| c.to_der().ok())
-        .map(CertificateDer::from)
-        .collect();
-    let roots: Vec<CertificateDer<'static>> = trust
-        .roots
-        .iter()
-        .map(|r| CertificateDer::from(r.clone()))
-        .collect();
-    let anchors: Vec<_> = roots
-        .iter()
-        .filter_map(|r| webpki::anchor_from_trusted_cert(r).ok())
-        .collect();
-    if anchors.is_empty() {
+    let inter: Vec<Vec<u8>> = extra.iter().filter_map(|c| c.to_der().ok()).collect();
+    if trust.roots.is_empty() {
         return Err("no trusted roots".into());
     }
-    let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-        u64::try_from(at).unwrap_or(0),
-    ));
-    let path = ee
-        .verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            &anchors,
-            &inter,
-            time,
-            webpki::KeyUsage::required_if_present(eku),
-            None,
-            None,
+    let valid = path::validate(&path::Request {
+        intermediates: &inter,
+        ..path::Request::new(
+            &leaf_der,
+            &trust.roots,
+            at,
+            path::Usage::RequiredIfPresent(eku),
         )
-        .map_err(|e| format!("no path to a trusted root: {e:?}"))?;
+    })
+    .map_err(|e| match e {
+        path::PathError::Malformed(m) => format!("signer certificate: {m}"),
+        e => e.to_string(),
+    })?;
     let mut out = vec![subject(leaf)];
-    let mut last_issuer = leaf.tbs_certificate.issuer.clone();
-    for c in path.intermediate_certificates() {
-        if let Ok(c) = Certificate::from_der(c.der().as_ref()) {
+    for c in &valid.intermediates {
+        if let Ok(c) = Certificate::from_der(c) {
             out.push(subject(&c));
-            last_issuer = c.tbs_certificate.issuer.clone();
         }
     }
     if let Some(root) = trust
         .roots
-        .iter()
-        .filter_map(|r| Certificate::from_der(r).ok())
-        .find(|r| r.tbs_certificate.subject == last_issuer)
+        .get(valid.anchor)
+        .and_then(|r| Certificate::from_der(r).ok())
     {
         out.push(subject(&root));
     }

@@ -7,8 +7,9 @@
 
 use crate::app::App;
 use crate::error::{Error, FieldError, Result};
+use crate::pki::path;
 use crate::store::ClientRow;
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 
 /// A registration request.
@@ -243,31 +244,25 @@ async fn authenticate_fully(app: &App, cert: Option<&CertificateDer<'static>>) -
         return Err(Error::ClientCertRevoked { serial });
     }
     let root = app.pki.root().await?;
-    let root_der = CertificateDer::from(root.der.as_slice());
-    let anchor = webpki::anchor_from_trusted_cert(&root_der)
-        .map_err(|e| Error::internal(format!("root as trust anchor: {e:?}")))?;
-    let ee = webpki::EndEntityCert::try_from(cert).map_err(|_| Error::ClientCertUntrusted {
-        reason: "not a valid X.509 certificate".into(),
-    })?;
-    let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-        u64::try_from(app.clock.unix()).unwrap_or(0),
-    ));
-    match ee.verify_for_usage(
-        webpki::ALL_VERIFICATION_ALGS,
-        &[anchor],
-        &[],
-        now,
-        webpki::KeyUsage::client_auth(),
-        None,
-        None,
-    ) {
+    let anchors = [root.der.clone()];
+    match path::validate(&path::Request::new(
+        cert.as_ref(),
+        &anchors,
+        app.clock.unix(),
+        path::Usage::ClientAuth,
+    )) {
         Ok(_) => {}
-        Err(webpki::Error::CertExpired { .. }) | Err(webpki::Error::CertNotValidYet { .. }) => {
+        Err(path::PathError::Expired) | Err(path::PathError::NotYetValid) => {
             return Err(Error::ClientCertExpired { serial });
+        }
+        Err(path::PathError::Malformed(_)) => {
+            return Err(Error::ClientCertUntrusted {
+                reason: "not a valid X.509 certificate".into(),
+            });
         }
         Err(e) => {
             return Err(Error::ClientCertUntrusted {
-                reason: format!("does not chain to this region's root for client use ({e:?})"),
+                reason: format!("does not chain to this region's root for client use: {e}"),
             });
         }
     }

@@ -16,7 +16,6 @@ use crate::license::id::LicenseId;
 use crate::license::{Status, record};
 use crate::store::LicenseRow;
 use clients::Client;
-use rustls_pki_types::{CertificateDer, UnixTime};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -520,27 +519,14 @@ impl IssuerCache {
 
 /// Does an authority certificate chain to the region root for document signing at `at`?
 async fn chain_ok(app: &App, der: &[u8], at: i64) -> Result<bool> {
+    use crate::pki::path;
     let root = app.pki.root().await?;
-    let root_der = CertificateDer::from(root.der.as_slice());
-    let anchor = webpki::anchor_from_trusted_cert(&root_der)
-        .map_err(|e| Error::internal(format!("root as trust anchor: {e:?}")))?;
-    let cert = CertificateDer::from(der);
-    let Ok(ee) = webpki::EndEntityCert::try_from(&cert) else {
-        return Ok(false);
-    };
-    let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-        u64::try_from(at).unwrap_or(0),
-    ));
-    let eku = webpki::KeyUsage::required(&crate::pki::ca::EKU_DOCUMENT_SIGNING_DER);
-    Ok(ee
-        .verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            &[anchor],
-            &[],
-            time,
-            eku,
-            None,
-            None,
-        )
-        .is_ok())
+    let anchors = [root.der.clone()];
+    Ok(path::validate(&path::Request::new(
+        der,
+        &anchors,
+        at,
+        path::Usage::Required(&crate::pki::ca::EKU_DOCUMENT_SIGNING_DER),
+    ))
+    .is_ok())
 }

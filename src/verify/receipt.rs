@@ -11,7 +11,6 @@ use crate::license::record::Canonical;
 use crate::pki::{Pki, Signer, cert_kid};
 use base64::Engine;
 use coset::{CborSerializable, CoseSign1, CoseSign1Builder, HeaderBuilder, iana};
-use rustls_pki_types::{CertificateDer, UnixTime};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -169,29 +168,17 @@ pub fn open_x5chain(
     sign1
         .verify_signature(b"", |sig, tbs| key.verify(tbs, sig))
         .map_err(|_| "the signature does not verify")?;
-    let ee_der = CertificateDer::from(cert_der.as_slice());
-    let ee =
-        webpki::EndEntityCert::try_from(&ee_der).map_err(|_| "signer certificate unparsable")?;
-    let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-        u64::try_from(at).unwrap_or(0),
+    use crate::pki::path;
+    let checked = path::validate(&path::Request::new(
+        &cert_der,
+        roots,
+        at,
+        path::Usage::Required(&crate::pki::ca::EKU_DOCUMENT_SIGNING_DER),
     ));
-    let eku = webpki::KeyUsage::required(&crate::pki::ca::EKU_DOCUMENT_SIGNING_DER);
-    let trusted = roots.iter().any(|r| {
-        let r = CertificateDer::from(r.as_slice());
-        webpki::anchor_from_trusted_cert(&r).is_ok_and(|anchor| {
-            ee.verify_for_usage(
-                webpki::ALL_VERIFICATION_ALGS,
-                &[anchor],
-                &[],
-                time,
-                eku,
-                None,
-                None,
-            )
-            .is_ok()
-        })
-    });
-    if !trusted {
+    if let Err(path::PathError::Malformed(_)) = checked {
+        return Err("signer certificate unparsable".into());
+    }
+    if checked.is_err() {
         return Err("the signer certificate does not chain to a trusted root".into());
     }
     Ok((payload, cert.subject().to_string()))
