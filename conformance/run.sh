@@ -51,6 +51,10 @@ with open(f"{work}/authorities.txt", "w") as out:
         out.write(f"{i} {a['credit_code']} {a['certificate_serial']}\n")
 PY
 check "pkilint: root CA profile" "$venv/bin/lint_pkix_cert" lint -s WARNING "$work/root.pem"
+curl -sf "$base/v1/pki/service-signer" >"$work/signer.pem"
+check "openssl verify: service signer chains to the root" openssl verify -CAfile "$work/root.pem" "$work/signer.pem"
+check "pkilint: service signer profile" "$venv/bin/lint_pkix_cert" lint -s WARNING "$work/signer.pem"
+check "pkilint: root -> service signer chain" "$venv/bin/lint_pkix_signer_signee_cert_chain" lint "$work/root.pem" "$work/signer.pem"
 while read -r i code serial; do
   check "openssl verify: authority $code chains to the root" openssl verify -CAfile "$work/root.pem" "$work/authority$i.pem"
   check "pkilint: authority seal profile ($code)" "$venv/bin/lint_pkix_cert" lint -s WARNING "$work/authority$i.pem"

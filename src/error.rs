@@ -253,6 +253,20 @@ impl From<sqlx::Error> for Error {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => Error::DatabaseUnavailable(e),
+            // The server is going away or not there yet: PostgreSQL's connection exceptions
+            // (class 08), operator intervention (57P01 admin shutdown, 57P02 crash shutdown,
+            // 57P03 cannot connect now), too many connections (53300); SQLite busy/locked.
+            sqlx::Error::Database(ref d)
+                if d.code().is_some_and(|c| {
+                    c.starts_with("08")
+                        || c.starts_with("57P")
+                        || c == "53300"
+                        || c == "5"
+                        || c == "6"
+                }) =>
+            {
+                Error::DatabaseUnavailable(e)
+            }
             other => Error::Internal(format!("database: {other}")),
         }
     }

@@ -70,6 +70,16 @@ pub async fn root_pem(State(app): State<App>) -> ApiResult<impl IntoResponse> {
     ))
 }
 
+#[utoipa::path(get, path = "/v1/pki/service-signer", tag = "pki",
+    responses((status = 200, description = "The service signer's certificate (signs verification receipts, show codes' status lists and trust lists)", content_type = "application/x-pem-file", body = String)))]
+pub async fn service_signer_pem(State(app): State<App>) -> ApiResult<impl IntoResponse> {
+    let c = app.pki.service_signer().await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        crate::pki::pem("CERTIFICATE", &c.der),
+    ))
+}
+
 #[utoipa::path(get, path = "/v1/pki/crl", tag = "pki",
     responses((status = 200, description = "The current CRL (DER)", content_type = "application/pkix-crl", body = Vec<u8>)))]
 pub async fn crl(State(app): State<App>) -> ApiResult<impl IntoResponse> {

@@ -86,6 +86,7 @@ fn routes(app: &App) -> Router<App> {
         .route("/openapi.json", get(openapi::document))
         .route("/v1/region", get(admin::region))
         .route("/v1/pki/root", get(admin::root_pem))
+        .route("/v1/pki/service-signer", get(admin::service_signer_pem))
         .route("/v1/pki/crl", get(admin::crl))
         .route("/v1/trust-list", get(admin::trust_list))
         .route("/v1/status-list", get(admin::status_list))

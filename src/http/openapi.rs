@@ -10,6 +10,7 @@ use utoipa::{Modify, OpenApi};
         super::admin::healthz,
         super::admin::region,
         super::admin::root_pem,
+        super::admin::service_signer_pem,
         super::admin::crl,
         super::admin::trust_list,
         super::admin::status_list,
