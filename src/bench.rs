@@ -46,6 +46,13 @@ pub struct BenchArgs {
     /// Size of the big PDF for the sealing figures, in MB (default 100; 16 with --quick).
     #[arg(long)]
     pub big_mb: Option<usize>,
+    /// City-scale run instead of the table: bulk-issue `--licenses` (default 16,350,000) into
+    /// SQLite and then PostgreSQL; report rate, database size and verification latency.
+    #[arg(long)]
+    pub city: bool,
+    /// Working directory for `--city` (needs several GB; default a temporary directory).
+    #[arg(long)]
+    pub city_dir: Option<std::path::PathBuf>,
 }
 
 /// One row of the result table.
@@ -266,6 +273,15 @@ async fn issuance(url: &str, dir: &std::path::Path, n: u64) -> anyhow::Result<(f
 }
 
 pub async fn run(_g: &crate::cli::Global, args: BenchArgs) -> anyhow::Result<()> {
+    if args.city {
+        return crate::bench_city::run(
+            args.licenses.unwrap_or(16_350_000),
+            &args.postgres,
+            args.city_dir.as_deref(),
+            args.json.as_deref(),
+        )
+        .await;
+    }
     let n = args
         .licenses
         .unwrap_or(if args.quick { 10_000 } else { 100_000 });
@@ -428,7 +444,7 @@ fn print_table(figs: &[Figure]) {
     }
 }
 
-async fn create_scratch_db(admin_url: &str, db: &str) -> anyhow::Result<String> {
+pub(crate) async fn create_scratch_db(admin_url: &str, db: &str) -> anyhow::Result<String> {
     use sqlx::Connection;
     let mut c = sqlx::PgConnection::connect(admin_url)
         .await
@@ -443,7 +459,7 @@ async fn create_scratch_db(admin_url: &str, db: &str) -> anyhow::Result<String> 
     Ok(format!("{base}/{db}"))
 }
 
-async fn drop_scratch_db(admin_url: &str, db: &str) {
+pub(crate) async fn drop_scratch_db(admin_url: &str, db: &str) {
     use sqlx::Connection;
     if let Ok(mut c) = sqlx::PgConnection::connect(admin_url).await {
         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod audit;
 pub mod bench;
+pub mod bench_city;
 pub mod bench_seal;
 pub mod bench_verify;
 pub mod cli;

@@ -477,6 +477,16 @@ impl Store {
         }))
     }
 
+    /// `k` license identifiers picked at random (a full scan: for benchmarks).
+    pub async fn sample_license_ids(&self, k: i64) -> Result<Vec<String>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_scalar::<_, String>("SELECT id FROM licenses ORDER BY random() LIMIT $1")
+                .bind(k)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
     pub async fn count_licenses(&self) -> Result<i64> {
         Ok(with_pool!(self, pool => {
             sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM licenses").fetch_one(pool).await?

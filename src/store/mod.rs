@@ -112,6 +112,24 @@ impl Store {
         Ok(())
     }
 
+    /// Bytes the database takes on disk (SQLite: pages in use; PostgreSQL: the database).
+    pub async fn database_bytes(&self) -> Result<u64> {
+        let n: i64 =
+            match self {
+                Store::Sqlite(pool) => sqlx::query_scalar(
+                    "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                )
+                .fetch_one(pool)
+                .await?,
+                Store::Postgres(pool) => {
+                    sqlx::query_scalar("SELECT pg_database_size(current_database())")
+                        .fetch_one(pool)
+                        .await?
+                }
+            };
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     pub async fn close(&self) {
         with_pool!(self, pool => pool.close().await)
     }
