@@ -45,3 +45,10 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "setup: installing cargo-fuzz"
   cargo install --quiet --locked cargo-fuzz
 fi
+
+# oha (HTTP load generator with client-certificate support) for the load test, outside the clone.
+tools="${ELICENSE_TOOLS:-/var/cache/elicense-tools}"
+if ! "$tools/bin/oha" --version >/dev/null 2>&1; then
+  echo "setup: installing oha in $tools"
+  CARGO_TARGET_DIR=/var/cache/elicense-tools-target cargo install --quiet --locked oha --version 1.16.0 --root "$tools"
+fi

@@ -19,5 +19,7 @@ echo "== benchmark smoke (a tiny run of the bench command; figures from a debug 
 cargo run --quiet -- bench --quick --licenses 300 --verify-seconds 1 >/dev/null
 echo "== conformance"
 bash conformance/run.sh
+echo "== load and faults (oha, PostgreSQL outage, two nodes, kill -9)"
+bash conformance/faults.sh
 echo "== fuzz smoke (every target, from the seed corpus)"
 bash fuzz/run.sh

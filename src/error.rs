@@ -133,6 +133,10 @@ pub enum Error {
     KeyStore { reason: String },
     #[error("the database is unavailable")]
     DatabaseUnavailable(#[source] sqlx::Error),
+    /// The database went away under a shared operation (the audit writer's group commit):
+    /// every request of the group gets this, with the cause as text.
+    #[error("the database is unavailable: {reason}")]
+    DatabaseUnavailableFor { reason: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -179,7 +183,7 @@ impl Error {
             Error::TimestampUnavailable { .. } => "TSA-0002",
             Error::NotInitialised => "SYS-0001",
             Error::KeyStore { .. } => "SYS-0002",
-            Error::DatabaseUnavailable(_) => "SYS-0503",
+            Error::DatabaseUnavailable(_) | Error::DatabaseUnavailableFor { .. } => "SYS-0503",
             Error::Internal(_) => "SYS-0500",
         }
     }
@@ -219,7 +223,9 @@ impl Error {
             | Error::ClientCertRevoked { .. }
             | Error::UnknownClient { .. } => Kind::Unauthenticated,
             Error::Unauthenticated { .. } => Kind::Unauthenticated,
-            Error::DatabaseUnavailable(_) => Kind::Unavailable,
+            Error::DatabaseUnavailable(_) | Error::DatabaseUnavailableFor { .. } => {
+                Kind::Unavailable
+            }
             Error::NotInitialised | Error::KeyStore { .. } | Error::Internal(_) => Kind::Internal,
         }
     }

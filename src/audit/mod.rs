@@ -110,10 +110,21 @@ impl Audit {
                         }
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "audit append failed");
+                        let unavailable = e.kind() == crate::error::Kind::Unavailable;
+                        if unavailable {
+                            tracing::warn!(error = %e, "audit append failed");
+                        } else {
+                            tracing::error!(error = %e, "audit append failed");
+                        }
                         let msg = e.to_string();
                         for (_, reply) in jobs {
-                            let _ = reply.send(Err(Error::internal(format!("audit: {msg}"))));
+                            let _ = reply.send(Err(if unavailable {
+                                Error::DatabaseUnavailableFor {
+                                    reason: format!("audit: {msg}"),
+                                }
+                            } else {
+                                Error::internal(format!("audit: {msg}"))
+                            }));
                         }
                     }
                 }
