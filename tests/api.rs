@@ -1872,9 +1872,10 @@ mod mtls {
             "no fields from a record that fails its signature"
         );
 
-        // The plain-HTTP router does not serve verification at all.
-        let (s, _) = env.call("POST", "/v1/verifications", Some(&req)).await;
-        assert_eq!(s, axum::http::StatusCode::NOT_FOUND);
+        // The plain-HTTP router does not verify: it says a client certificate is needed.
+        let (s, b) = env.call("POST", "/v1/verifications", Some(&req)).await;
+        assert_eq!(s, axum::http::StatusCode::UNAUTHORIZED);
+        assert_eq!(b["code"], "MTLS-0001", "{b}");
     }
 }
 

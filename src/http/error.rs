@@ -15,7 +15,8 @@ pub struct ErrorBody {
     /// Stable code, e.g. `LIC-0004`; see docs/API.md.
     pub code: String,
     pub message: String,
-    #[schema(value_type = Object)]
+    /// Structured details (field errors, limits, ...), or null.
+    #[schema(value_type = Option<Object>)]
     pub details: serde_json::Value,
 }
 

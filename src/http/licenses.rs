@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// Listing filters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// License type code.
@@ -26,6 +27,7 @@ pub struct ListQuery {
     /// Status name (`valid`, `suspended`, ...) or code (`01`...).
     pub status: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// Cursor: the `next` value of the previous page.
     pub after: Option<String>,
@@ -40,7 +42,7 @@ pub struct LicensePage {
 }
 
 #[utoipa::path(get, path = "/v1/licenses", tag = "licenses", params(ListQuery),
-    responses((status = 200, body = LicensePage), (status = 400, body = ErrorBody)),
+    responses((status = 200, body = LicensePage), (status = 400, body = ErrorBody), (status = 422, description = "a filter is out of range (e.g. limit)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
     State(app): State<App>,
@@ -138,7 +140,7 @@ pub struct StatusChange {
 #[utoipa::path(post, path = "/v1/licenses/{id}/status", tag = "licenses",
     params(("id" = String, Path, description = "License identifier (current version)")),
     request_body = StatusChange,
-    responses((status = 200, body = LicenseView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = LicenseView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn set_status(
     State(app): State<App>,

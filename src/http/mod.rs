@@ -119,8 +119,14 @@ fn finish(app: App, routes: Router<App>) -> Router {
 
 /// The router of the plain-HTTP listener: no verification routes (they need mutual TLS).
 pub fn router(app: App) -> Router {
-    let r = routes(&app);
+    // The verification route exists here only to say where it is served (MTLS-0001), so a
+    // caller on the wrong listener gets a clear answer instead of a 404.
+    let r = routes(&app).route("/v1/verifications", post(needs_mutual_tls));
     finish(app, r)
+}
+
+async fn needs_mutual_tls() -> ApiError {
+    ApiError(Error::ClientCertMissing)
 }
 
 /// The router of the HTTPS listener: everything, plus the mutual-TLS verification routes.

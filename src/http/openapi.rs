@@ -49,7 +49,7 @@ use utoipa::{Modify, OpenApi};
         super::seals::tsa,
         super::seals::verify,
     ),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &CommonErrors),
     tags(
         (name = "licenses", description = "Issue, list, show, amend and change the status of e-licenses"),
         (name = "authorities", description = "Issuing authorities and their seal certificates"),
@@ -72,6 +72,61 @@ impl Modify for Bearer {
                 "bearer",
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
             );
+        }
+    }
+}
+
+/// Error answers any operation can give, added where an annotation does not list them: 400
+/// (malformed path, query or body), 401/403 (operations behind a bearer token or holder
+/// session), 413 (request bodies over the size limit) and 503 (database unavailable), all with
+/// the `ErrorBody` JSON.
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let error = |why: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(why)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let has_body = op.request_body.is_some();
+                let r = &mut op.responses.responses;
+                r.entry("400".into())
+                    .or_insert_with(|| error("Malformed request (stable code in the body)"));
+                if secured {
+                    r.entry("401".into())
+                        .or_insert_with(|| error("Missing or invalid credentials"));
+                    r.entry("403".into())
+                        .or_insert_with(|| error("Not allowed for these credentials"));
+                }
+                if has_body {
+                    r.entry("413".into())
+                        .or_insert_with(|| error("Request body over the size limit"));
+                }
+                r.entry("503".into())
+                    .or_insert_with(|| error("The database is unavailable; retry later"));
+            }
         }
     }
 }

@@ -57,6 +57,7 @@ pub async fn add(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SealFilter {
     /// Only this owner's seals.
     pub owner: Option<String>,
@@ -102,6 +103,7 @@ pub async fn set_status(
 
 /// Where and how to seal (query parameters).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SignParams {
     /// B-B | B-T (default) | B-LT | B-LTA
     pub level: Option<String>,
