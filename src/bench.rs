@@ -134,6 +134,22 @@ pub fn raw_sign_rate(threads: usize, dur: Duration) -> f64 {
     total as f64 / start.elapsed().as_secs_f64()
 }
 
+/// SHA-256 bytes per second on one thread (ring, 1 MiB blocks).
+pub fn sha256_rate(dur: Duration) -> f64 {
+    let block = vec![0xa5u8; 1 << 20];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < dur {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for _ in 0..8 {
+            ctx.update(&block);
+        }
+        std::hint::black_box(ctx.finish());
+        n += 8;
+    }
+    (n << 20) as f64 / start.elapsed().as_secs_f64()
+}
+
 /// A scratch deployment for benchmarks: region 340600 with one authority in `dir` on the
 /// database at `url`, and a JSONL file of `n` synthetic ID-card requests (seeded by `seed`).
 pub(crate) async fn scratch(
@@ -310,6 +326,15 @@ pub async fn run(_g: &crate::cli::Global, args: BenchArgs) -> anyhow::Result<()>
             note: String::new(),
         },
     ];
+    let sha = sha256_rate(dur);
+    figs.push(Figure {
+        name: "raw SHA-256, 1 thread".into(),
+        value: sha / 1e6,
+        unit: "MB/s".into(),
+        baseline: None,
+        ratio: None,
+        note: "ring, 1 MiB blocks: the floor of PDF sealing and import hashing".into(),
+    });
     let big_mb = args.big_mb.unwrap_or(if args.quick { 16 } else { 100 });
     if args.seals_only {
         figs.extend(crate::bench_seal::figures(args.quick, big_mb).await?);
