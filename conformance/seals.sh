@@ -80,7 +80,10 @@ cert_from() { # DER-FILE SUBJECT-PATTERN OUT
 }
 cert_from "$pdfs/bt-visible.sigs/sig1.der" "Conformance contract seal" "$pdfs/seal.pem"
 cert_from "$pdfs/blta.sigs/sig2.der" "time-stamp authority" "$pdfs/tsa.pem"
-check "the seal certificate names the seal and its owner" grep -q "BEGIN CERTIFICATE" "$pdfs/seal.pem"
+check "the seal certificate names the seal (CN) and its owner (organizationIdentifier NTRCN-credit code)" \
+  sh -c "openssl x509 -in '$pdfs/seal.pem' -noout -subject -nameopt RFC2253,sep_comma_plus,-esc_msb >'$pdfs/seal.subject' \
+         && grep -q 'CN=Conformance contract seal' '$pdfs/seal.subject' \
+         && grep -q 'organizationIdentifier=NTRCN-$owner' '$pdfs/seal.subject'"
 check "openssl verify: the seal certificate chains to the root" openssl verify -CAfile "$work/root.pem" "$pdfs/seal.pem"
 check "openssl verify: the TSA certificate chains to the root for time-stamping" \
   openssl verify -CAfile "$work/root.pem" -purpose timestampsign "$pdfs/tsa.pem"
