@@ -22,7 +22,7 @@ impl ImportObserver for Ticker {
         self.next = 1_000_000;
     }
     fn committed(&mut self, done: u64, s: &ImportSummary) {
-        if done >= self.next || done == self.total {
+        if done >= self.next.min(self.total) && self.next != u64::MAX {
             let secs = self.started.elapsed().as_secs_f64();
             let rate = done as f64 / secs.max(1e-9);
             let eta = (self.total.saturating_sub(done)) as f64 / rate.max(1e-9);
