@@ -123,8 +123,9 @@ check "curl with the client certificate: the license verifies as authentic" \
 check "curl without a client certificate: refused with MTLS-0001" \
   sh -c "curl -s --resolve $tls_host:$tls_port:127.0.0.1 --cacert '$work/root.pem' -H 'content-type: application/json' -d '$verify_body' \
          '$tls_base/v1/verifications' | grep -q 'MTLS-0001'"
-check "the plain-HTTP listener does not serve verification" \
-  sh -c "curl -s -H 'content-type: application/json' -d '$verify_body' '$base/v1/verifications' | grep -q 'REQ-0404'"
+check "the plain-HTTP listener does not verify: 401 MTLS-0001 (a client certificate is required)" \
+  sh -c "curl -s -w ' %{http_code}' -H 'content-type: application/json' -d '$verify_body' '$base/v1/verifications' \
+         | tee /dev/stderr | grep -q 'MTLS-0001.* 401\$'"
 check "elicense audit verify: the log is intact" "$bin" --data-dir "$data" audit verify
 
 echo "== Another region imports this region's trust list by URL (pinned root)"
