@@ -9,9 +9,21 @@ use crate::pki::{KeyStore, MasterKey, Pki};
 use crate::store::Store;
 use std::sync::Arc;
 
-/// Everything a request or a command needs.
+/// Everything a request or a command needs; cloning it is one reference-count increment
+/// (axum clones the state for every request).
 #[derive(Clone, Debug)]
-pub struct App {
+pub struct App(Arc<Parts>);
+
+impl std::ops::Deref for App {
+    type Target = Parts;
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+/// What an [`App`] holds.
+#[derive(Debug)]
+pub struct Parts {
     pub config: Arc<Config>,
     pub store: Store,
     pub pki: Pki,
@@ -23,6 +35,8 @@ pub struct App {
     pub revocations: Arc<crate::verify::clients::RevocationCache>,
     /// Keys the online show-code check trusts, shared by all requests of this node.
     pub show_code_trust: Arc<crate::present::TrustCache>,
+    /// Issuer signatures that verified, so a license checked again skips the ECDSA check.
+    pub signature_memo: crate::verify::memo::SignatureMemo,
     pub clock: SharedClock,
 }
 
@@ -55,7 +69,8 @@ impl App {
         let audit = crate::audit::Audit::start(store.clone(), pki.clone(), clock.clone());
         let licenses = Licenses::new(store.clone(), pki.clone(), clock.clone(), audit.clone());
         licenses.ensure_builtin_types().await?;
-        Ok(App {
+        Ok(App(Arc::new(Parts {
+            signature_memo: crate::verify::memo::SignatureMemo::new(config.signature_memo_entries),
             config: Arc::new(config),
             store,
             pki,
@@ -65,7 +80,7 @@ impl App {
             revocations: Arc::new(crate::verify::clients::RevocationCache::default()),
             show_code_trust: Arc::new(crate::present::TrustCache::default()),
             clock,
-        })
+        })))
     }
 
     /// Creates an API token, stores its hash, and returns the token (shown once).

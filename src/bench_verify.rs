@@ -56,6 +56,8 @@ pub struct LoadResult {
     pub seconds: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// Share of requests whose issuer signature the memo had already verified (None: memo off).
+    pub memo_hit_rate: Option<f64>,
 }
 
 fn pem_der(pem: &str) -> anyhow::Result<Vec<u8>> {
@@ -66,11 +68,18 @@ fn pem_der(pem: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Sets up a deployment with `licenses` licenses and a statutory client, serves it over mutual
-/// TLS on loopback, and drives it with `connections` keep-alive connections for `dur`.
-pub async fn run(licenses: u64, connections: usize, dur: Duration) -> anyhow::Result<LoadResult> {
+/// TLS on loopback, and drives it with `connections` keep-alive connections for `dur`, the
+/// requests cycling through all the licenses. `memo_entries` sizes the signature memo (0: off).
+pub async fn run(
+    licenses: u64,
+    connections: usize,
+    dur: Duration,
+    memo_entries: usize,
+) -> anyhow::Result<LoadResult> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("v.db").display());
-    let (app, file, _) = crate::bench::scratch(&url, dir.path(), licenses, 3).await?;
+    let (app, file, _) =
+        crate::bench::scratch_with(&url, dir.path(), licenses, 3, memo_entries).await?;
     crate::license::import::import_file(&app.licenses, &file, &Default::default(), &mut ())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -184,7 +193,10 @@ pub async fn run(licenses: u64, connections: usize, dur: Duration) -> anyhow::Re
             .map(|d| d.as_secs_f64() * 1000.0)
             .unwrap_or(0.0)
     };
+    let memo = app.signature_memo.stats();
+    let looked = memo.hits + memo.misses;
     Ok(LoadResult {
+        memo_hit_rate: (looked > 0).then(|| memo.hits as f64 / looked as f64),
         requests: all.len() as u64,
         errors,
         seconds,

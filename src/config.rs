@@ -25,6 +25,7 @@ pub struct FileConfig {
     pub tsa_url: Option<String>,
     pub max_pdf_bytes: Option<usize>,
     pub pdf_font: Option<PathBuf>,
+    pub signature_memo_entries: Option<usize>,
 }
 
 /// The effective configuration.
@@ -59,6 +60,9 @@ pub struct Config {
     /// The CJK font (TTF/OTF/TTC) embedded, as a subset, in license PDFs; found in the usual
     /// system places when absent.
     pub pdf_font: Option<PathBuf>,
+    /// How many verified (issuer key, signature, record) triples verification remembers, so a
+    /// license checked again skips the ECDSA verification; 0 turns the memo off.
+    pub signature_memo_entries: usize,
 }
 
 /// Values given on the command line or in the environment.
@@ -128,6 +132,9 @@ impl Config {
             tsa_url: std::env::var("ELICENSE_TSA_URL").ok().or(file.tsa_url),
             max_pdf_bytes: file.max_pdf_bytes.unwrap_or(256 << 20),
             pdf_font: file.pdf_font,
+            signature_memo_entries: file
+                .signature_memo_entries
+                .unwrap_or(crate::verify::memo::DEFAULT_ENTRIES),
         })
     }
 

@@ -244,6 +244,18 @@ impl Error {
         Error::Internal(what.to_string())
     }
 
+    /// The error each waiter of a shared operation (a group commit, a batched read) gets when
+    /// that operation failed with `self`: still a 503 when the database went away.
+    pub fn for_waiter(&self, what: &str) -> Self {
+        if self.kind() == Kind::Unavailable {
+            Error::DatabaseUnavailableFor {
+                reason: format!("{what}: {self}"),
+            }
+        } else {
+            Error::internal(format!("{what}: {self}"))
+        }
+    }
+
     pub fn bad_request(reason: impl Into<String>) -> Self {
         Error::BadRequest {
             reason: reason.into(),

@@ -22,6 +22,7 @@ both_backends!(
     types_registered_as_data,
     bulk_import_api,
     import_100k_survives_kill_9,
+    concurrent_lookups_are_batched_and_each_gets_its_own,
 );
 
 /// Verifies a license's COSE_Sign1 with only the authority certificate, using coset, x509-parser
@@ -56,6 +57,83 @@ fn verify_with_certificate(
 }
 
 type Tamper = Box<dyn Fn(&mut Value)>;
+
+/// Many lookups at once (the loader answers them with few queries): each asker gets its own
+/// license, an unknown one is not found, a status change is seen by the next lookup, and the
+/// batched query itself returns exactly the lineages that exist.
+async fn concurrent_lookups_are_batched_and_each_gets_its_own(env: Env) {
+    let mut ids = Vec::new();
+    for seq in 0..40 {
+        ids.push(
+            env.issue(500 + seq).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let mut tasks = Vec::new();
+    for round in 0..5 {
+        for (i, id) in ids.iter().enumerate() {
+            let app = env.app.clone();
+            let id = id.clone();
+            tasks.push(tokio::spawn(async move {
+                let (row, _) = app.licenses.find(&id).await.unwrap();
+                (i, round, row.id)
+            }));
+        }
+    }
+    for t in tasks {
+        let (i, round, got) = t.await.unwrap();
+        assert_eq!(got, ids[i], "asker {i} of round {round}");
+    }
+    let missing = elicense::license::id::LicenseId::parse(&ids[0]).unwrap();
+    let missing = elicense::license::id::LicenseId::new(
+        &missing.type_code,
+        &missing.issuer_code,
+        "202699999999",
+        1,
+    )
+    .unwrap()
+    .to_string();
+    let (a, b) = tokio::join!(
+        env.app.licenses.find(&missing),
+        env.app.licenses.find(&ids[1])
+    );
+    assert_eq!(a.unwrap_err().code(), "LIC-0004");
+    assert_eq!(b.unwrap().0.id, ids[1]);
+
+    let uri = format!("/v1/licenses/{}/status", ids[2]);
+    let (s, _) = env
+        .call(
+            "POST",
+            &uri,
+            Some(&json!({"status": "revoked", "reason": "测试"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(env.app.licenses.find(&ids[2]).await.unwrap().0.status, "07");
+
+    let lineage = |id: &str| {
+        elicense::license::id::LicenseId::parse(id)
+            .unwrap()
+            .lineage()
+    };
+    let mut want: Vec<String> = ids[..10].iter().map(|i| lineage(i)).collect();
+    want.push(lineage(&missing));
+    let mut got: Vec<String> = env
+        .app
+        .store
+        .licenses_by_lineages(&want)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.lineage)
+        .collect();
+    got.sort();
+    want.pop();
+    want.sort();
+    assert_eq!(got, want);
+}
 
 async fn issue_show_and_verify_independently(env: Env) {
     let issued = env.issue(1).await;

@@ -79,6 +79,8 @@ impl Audit {
     pub fn start(store: Store, pki: Pki, clock: SharedClock) -> Audit {
         let (tx, mut rx) = mpsc::channel::<Job>(4096);
         tokio::spawn(async move {
+            // The newest checkpoint this writer knows of (never newer than the database's).
+            let mut known_checkpoint = None;
             while let Some(first) = rx.recv().await {
                 let mut jobs = vec![first];
                 while jobs.len() < 1024 {
@@ -104,7 +106,15 @@ impl Audit {
                         for ((_, reply), seq) in jobs.into_iter().zip(seqs) {
                             let _ = reply.send(Ok(seq));
                         }
-                        if let Err(e) = checkpoint_if_due(&store, &pki, last, &last_hash, at).await
+                        if let Err(e) = checkpoint_if_due(
+                            &store,
+                            &pki,
+                            last,
+                            &last_hash,
+                            at,
+                            &mut known_checkpoint,
+                        )
+                        .await
                         {
                             tracing::error!(error = %e, "audit checkpoint failed");
                         }
@@ -116,15 +126,8 @@ impl Audit {
                         } else {
                             tracing::error!(error = %e, "audit append failed");
                         }
-                        let msg = e.to_string();
                         for (_, reply) in jobs {
-                            let _ = reply.send(Err(if unavailable {
-                                Error::DatabaseUnavailableFor {
-                                    reason: format!("audit: {msg}"),
-                                }
-                            } else {
-                                Error::internal(format!("audit: {msg}"))
-                            }));
+                            let _ = reply.send(Err(e.for_waiter("audit")));
                         }
                     }
                 }
@@ -145,18 +148,28 @@ impl Audit {
     }
 }
 
+/// Signs a checkpoint when the entries up to `last` crossed a multiple of [`CHECKPOINT_EVERY`]
+/// since the newest checkpoint. `known` is the newest one this writer has seen: while `last`
+/// is within its block, the database (which can only be further along) is not asked.
 async fn checkpoint_if_due(
     store: &Store,
     pki: &Pki,
     last: i64,
     hash: &[u8],
     at: i64,
+    known: &mut Option<i64>,
 ) -> Result<()> {
+    if known.is_some_and(|k| last / CHECKPOINT_EVERY <= k / CHECKPOINT_EVERY) {
+        return Ok(());
+    }
     let done = store.last_checkpoint_seq().await?;
+    *known = Some(done);
     if last / CHECKPOINT_EVERY <= done / CHECKPOINT_EVERY {
         return Ok(());
     }
-    sign_checkpoint(store, pki, last, hash, at).await
+    sign_checkpoint(store, pki, last, hash, at).await?;
+    *known = Some(last);
+    Ok(())
 }
 
 /// Signs and stores a checkpoint for the entry `seq` with hash `hash`.

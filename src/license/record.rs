@@ -215,10 +215,23 @@ pub fn verify_detached(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    struct TestKey(ring::signature::EcdsaKeyPair, ring::rand::SystemRandom);
+    /// A throw-away P-256 key for tests, generated at test time.
+    pub(crate) struct TestKey(ring::signature::EcdsaKeyPair, ring::rand::SystemRandom);
+
+    impl TestKey {
+        pub(crate) fn generate() -> Self {
+            use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING as ALG, EcdsaKeyPair};
+            let rng = ring::rand::SystemRandom::new();
+            let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ALG, &rng).unwrap();
+            TestKey(
+                EcdsaKeyPair::from_pkcs8(&ALG, pkcs8.as_ref(), &rng).unwrap(),
+                rng,
+            )
+        }
+    }
 
     impl Signer for TestKey {
         fn key_id(&self) -> &str {
@@ -243,13 +256,7 @@ mod tests {
 
     #[test]
     fn detached_signature_attaches_and_verifies() {
-        use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING as ALG, EcdsaKeyPair};
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ALG, &rng).unwrap();
-        let key = TestKey(
-            EcdsaKeyPair::from_pkcs8(&ALG, pkcs8.as_ref(), &rng).unwrap(),
-            rng,
-        );
+        let key = TestKey::generate();
         let detached = sign_detached(b"{\"a\":1}", &[1; 8], &key).unwrap();
         assert!(CoseSign1::from_slice(&detached).unwrap().payload.is_none());
         let attached = attach(&detached, b"{\"a\":1}").unwrap();

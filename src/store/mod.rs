@@ -8,6 +8,7 @@ mod audit;
 mod clients;
 mod grants;
 mod licenses;
+pub mod loader;
 mod pki;
 mod regions;
 mod seals;

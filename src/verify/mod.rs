@@ -6,14 +6,15 @@
 
 pub mod clients;
 pub mod grants;
+pub mod memo;
 pub mod receipt;
 pub mod remote;
 pub mod trust;
 
 use crate::app::App;
 use crate::error::{Error, FieldError, Result};
+use crate::license::Status;
 use crate::license::id::LicenseId;
-use crate::license::{Status, record};
 use crate::store::LicenseRow;
 use clients::Client;
 use serde::{Deserialize, Serialize};
@@ -183,7 +184,9 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
     }
     let issuer = app.issuers.get(app, &row.issuer).await?;
     let cert = &issuer.cert;
-    let valid = record::verify_detached(&row.signature, row.record.as_bytes(), &issuer.public_key)
+    let valid = app
+        .signature_memo
+        .verify_detached(&row.signature, row.record.as_bytes(), &issuer.public_key)
         .is_ok()
         && LicenseId::parse(&row.id).is_ok_and(|id| id.lineage() == row.lineage);
     let chain_trusted =
