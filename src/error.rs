@@ -244,7 +244,7 @@ impl Error {
         Error::Internal(what.to_string())
     }
 
-    /// The error each waiter of a shared operation (a group commit, a batched read) gets when
+    /// The error each waiter of a shared operation (the audit log's group commit) gets when
     /// that operation failed with `self`: still a 503 when the database went away.
     pub fn for_waiter(&self, what: &str) -> Self {
         if self.kind() == Kind::Unavailable {

@@ -225,8 +225,6 @@ pub struct Licenses {
     types: Arc<RwLock<HashMap<String, Arc<LicenseType>>>>,
     region: Arc<std::sync::OnceLock<String>>,
     audit: crate::audit::Audit,
-    /// Lookups by lineage, batched under load.
-    loader: crate::store::loader::LineageLoader,
 }
 
 impl std::fmt::Debug for Licenses {
@@ -293,7 +291,6 @@ pub const LONG_TERM: &str = "长期";
 impl Licenses {
     pub fn new(store: Store, pki: Pki, clock: SharedClock, audit: crate::audit::Audit) -> Self {
         Licenses {
-            loader: crate::store::loader::LineageLoader::start(store.clone()),
             store,
             pki,
             clock,
@@ -654,8 +651,8 @@ impl Licenses {
         })?;
         let not_found = || Error::LicenseNotFound { id: id.to_string() };
         let row = self
-            .loader
-            .get(&parsed.lineage())
+            .store
+            .license_by_lineage(&parsed.lineage())
             .await?
             .ok_or_else(not_found)?;
         if row.id == id {

@@ -428,32 +428,6 @@ impl Store {
         }))
     }
 
-    /// The current versions of several lineages, in no particular order (missing ones are
-    /// absent): one query, with the lineages as one array (PostgreSQL) or JSON (SQLite)
-    /// parameter, so the statement is the same for any number of them.
-    pub async fn licenses_by_lineages(&self, lineages: &[String]) -> Result<Vec<LicenseRow>> {
-        Ok(match self {
-            Store::Postgres(pool) => {
-                sqlx::query_as::<_, LicenseRow>(&format!(
-                    "{LICENSE_COLUMNS} WHERE lineage = ANY($1)"
-                ))
-                .bind(lineages)
-                .fetch_all(pool)
-                .await?
-            }
-            Store::Sqlite(pool) => {
-                let list = serde_json::to_string(lineages)
-                    .map_err(|e| Error::internal(format!("lineage list: {e}")))?;
-                sqlx::query_as::<_, LicenseRow>(&format!(
-                    "{LICENSE_COLUMNS} WHERE lineage IN (SELECT value FROM json_each($1))"
-                ))
-                .bind(list)
-                .fetch_all(pool)
-                .await?
-            }
-        })
-    }
-
     pub async fn license_by_number(
         &self,
         type_code: &str,

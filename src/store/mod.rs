@@ -8,7 +8,6 @@ mod audit;
 mod clients;
 mod grants;
 mod licenses;
-pub mod loader;
 mod pki;
 mod regions;
 mod seals;
