@@ -67,7 +67,7 @@ pub struct Figure {
 }
 
 /// Process CPU seconds (user + system), from /proc/self/stat (clock ticks of 1/100 s).
-fn cpu_seconds() -> f64 {
+pub(crate) fn cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return 0.0;
     };
@@ -494,8 +494,8 @@ pub async fn run(_g: &crate::cli::Global, args: BenchArgs) -> anyhow::Result<()>
             )),
             ratio: Some(rps / rawv),
             note: format!(
-                "p50 {:.2} ms, p99 {:.2} ms, {} errors, {memo_note}; targets: ratio >= 0.50, p99 < 10 ms",
-                load.p50_ms, load.p99_ms, load.errors
+                "p50 {:.2} ms, p99 {:.2} ms, {} errors, {memo_note}, {:.0} us CPU per request (service and load client); targets: ratio >= 0.50, p99 < 10 ms",
+                load.p50_ms, load.p99_ms, load.errors, load.cpu_us_per_request
             ),
         });
     }

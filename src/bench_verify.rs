@@ -58,6 +58,9 @@ pub struct LoadResult {
     pub p99_ms: f64,
     /// Share of requests whose issuer signature the memo had already verified (None: memo off).
     pub memo_hit_rate: Option<f64>,
+    /// CPU time of this process per request during the load (the service and the load client
+    /// together): steadier than the rate on a machine shared with others.
+    pub cpu_us_per_request: f64,
 }
 
 fn pem_der(pem: &str) -> anyhow::Result<Vec<u8>> {
@@ -131,6 +134,7 @@ pub async fn run(
     let ids = Arc::new(ids);
     let deadline = Instant::now() + dur;
     let started = Instant::now();
+    let cpu0 = crate::bench::cpu_seconds();
     let mut tasks = Vec::new();
     for c in 0..connections {
         let connector = connector.clone();
@@ -186,6 +190,7 @@ pub async fn run(
         errors += e;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = crate::bench::cpu_seconds() - cpu0;
     server.abort();
     all.sort();
     let pct = |p: f64| {
@@ -197,6 +202,7 @@ pub async fn run(
     let looked = memo.hits + memo.misses;
     Ok(LoadResult {
         memo_hit_rate: (looked > 0).then(|| memo.hits as f64 / looked as f64),
+        cpu_us_per_request: cpu * 1e6 / (all.len().max(1) as f64),
         requests: all.len() as u64,
         errors,
         seconds,

@@ -1939,7 +1939,50 @@ mod audit {
     use super::common::Env;
     use serde_json::json;
 
-    crate::both_backends!(audit_chain_detects_edits_deletions_swaps_and_truncation);
+    crate::both_backends!(
+        audit_chain_detects_edits_deletions_swaps_and_truncation,
+        two_writers_on_one_database_keep_one_chain,
+    );
+
+    /// Two nodes' writers (each remembering where the chain ended after its own appends)
+    /// append to one database in turns and at once, in single entries and in full batches:
+    /// one unbroken chain comes out, every entry once, with its checkpoints.
+    async fn two_writers_on_one_database_keep_one_chain(env: Env) {
+        use elicense::audit::{Audit, Entry};
+        let app = &env.app;
+        let a = Audit::start(app.store.clone(), app.pki.clone(), app.clock.clone());
+        let b = Audit::start(app.store.clone(), app.pki.clone(), app.clock.clone());
+        let entry =
+            |who: &str, i: usize| Entry::new(who, "test", &format!("s{i}"), json!({"i": i}));
+        let before = elicense::audit::verify(&app.store, &app.pki)
+            .await
+            .unwrap()
+            .entries;
+        // Turns: each append of one writer makes the other's remembered end stale.
+        for i in 0..6 {
+            let w = if i % 2 == 0 { &a } else { &b };
+            w.append(entry("turns", i)).await.unwrap();
+        }
+        // At once: many appends queued on both writers (full batches on each).
+        let n = elicense::store::MAX_AUDIT_BATCH + 300;
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let w = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let e = entry("at-once", i);
+            tasks.push(tokio::spawn(async move { w.append(e).await.unwrap() }));
+        }
+        let mut seqs = Vec::new();
+        for t in tasks {
+            seqs.push(t.await.unwrap());
+        }
+        seqs.sort();
+        seqs.dedup();
+        assert_eq!(seqs.len(), n, "every append got its own sequence number");
+        let report = elicense::audit::verify(&app.store, &app.pki).await.unwrap();
+        assert_eq!(report.problem, None, "{report:?}");
+        assert_eq!(report.entries, before + 6 + n as i64);
+        assert!(report.checkpoints >= 1, "{report:?}");
+    }
 
     async fn problem(env: &Env) -> Option<String> {
         elicense::audit::verify(&env.app.store, &env.app.pki)

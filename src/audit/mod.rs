@@ -7,8 +7,9 @@
 //! the region root key, so a removed tail is detected too. `elicense audit verify` recomputes it
 //! all and names the first bad entry.
 //!
-//! Appends go through one writer task per node that commits whatever has queued up in one
-//! transaction (group commit) and answers each caller after the commit: a request is
+//! Appends go through one writer task per node that commits whatever has queued up as one
+//! multi-row INSERT (group commit: one round trip to the database per batch, the chain's end
+//! remembered between batches) and answers each caller after the commit: a request is
 //! acknowledged only once its entry is durable.
 
 use crate::clock::SharedClock;
@@ -81,9 +82,11 @@ impl Audit {
         tokio::spawn(async move {
             // The newest checkpoint this writer knows of (never newer than the database's).
             let mut known_checkpoint = None;
+            // Where the chain ends, as of this writer's last append (None: ask the database).
+            let mut tail = None;
             while let Some(first) = rx.recv().await {
                 let mut jobs = vec![first];
-                while jobs.len() < 1024 {
+                while jobs.len() < crate::store::MAX_AUDIT_BATCH {
                     match rx.try_recv() {
                         Ok(j) => jobs.push(j),
                         Err(_) => break,
@@ -100,21 +103,21 @@ impl Audit {
                         details: serde_json::to_string(&Canonical(&e.details)).unwrap_or_default(),
                     })
                     .collect();
-                match store.append_audit(&entries, link).await {
-                    Ok((seqs, last_hash)) => {
-                        let last = seqs.last().copied().unwrap_or(0);
+                match store.append_audit(&entries, link, &mut tail).await {
+                    Ok(seqs) => {
                         for ((_, reply), seq) in jobs.into_iter().zip(seqs) {
                             let _ = reply.send(Ok(seq));
                         }
-                        if let Err(e) = checkpoint_if_due(
-                            &store,
-                            &pki,
-                            last,
-                            &last_hash,
-                            at,
-                            &mut known_checkpoint,
-                        )
-                        .await
+                        if let Some((last, last_hash)) = &tail
+                            && let Err(e) = checkpoint_if_due(
+                                &store,
+                                &pki,
+                                *last,
+                                last_hash,
+                                at,
+                                &mut known_checkpoint,
+                            )
+                            .await
                         {
                             tracing::error!(error = %e, "audit checkpoint failed");
                         }

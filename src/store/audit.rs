@@ -34,58 +34,83 @@ pub struct NewAuditEntry {
     pub details: String,
 }
 
+/// The end of the audit chain: the last entry's sequence number and hash.
+pub type ChainTail = (i64, Vec<u8>);
+
+/// Most entries appended in one statement (8 bound values each: within SQLite's 32,766 and
+/// PostgreSQL's 65,535 parameters).
+pub const MAX_AUDIT_BATCH: usize = 1024;
+
 const AUDIT_COLUMNS: &str =
     "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM audit_log";
 
 impl Store {
-    /// Appends entries at the end of the chain in one transaction; `link` computes an entry's
-    /// hash from the previous hash, its sequence number and the entry. Retries when another
-    /// node appended first. Returns the sequence numbers and the last hash.
+    /// The end of the chain: the last entry's sequence number and hash (`(0, [0; 32])` when the
+    /// log is empty).
+    pub async fn audit_tail(&self) -> Result<ChainTail> {
+        let last: Option<(i64, Vec<u8>)> = with_pool!(self, pool => {
+            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(last.unwrap_or((0, vec![0u8; 32])))
+    }
+
+    /// Appends entries at the end of the chain; `link` computes an entry's hash from the
+    /// previous hash, its sequence number and the entry. Returns their sequence numbers.
+    ///
+    /// `tail` is where the caller last saw the chain end (`None`: read it). The entries go in as
+    /// one multi-row INSERT, which commits atomically on its own: one round trip to the database
+    /// per batch. When another process or node appended in between, the first sequence number
+    /// is taken and the INSERT fails as a whole on the primary key; the tail is then read afresh
+    /// and the batch relinked. On return `tail` holds the new end of the chain, or `None` when
+    /// it is unknown.
     pub async fn append_audit(
         &self,
         entries: &[NewAuditEntry],
         link: impl Fn(&[u8], i64, &NewAuditEntry) -> Vec<u8>,
-    ) -> Result<(Vec<i64>, Vec<u8>)> {
+        tail: &mut Option<ChainTail>,
+    ) -> Result<Vec<i64>> {
+        if entries.len() > MAX_AUDIT_BATCH {
+            return Err(Error::internal("audit batch too large"));
+        }
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
         for _ in 0..20 {
-            let r: std::result::Result<(Vec<i64>, Vec<u8>), sqlx::Error> = with_pool!(self, pool => {
-                async {
-                    let mut tx = pool.begin_with(super::write_begin(pool)).await?;
-                    let last: Option<(i64, Vec<u8>)> =
-                        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    let (mut seq, mut prev) = last.unwrap_or((0, vec![0u8; 32]));
-                    let mut seqs = Vec::with_capacity(entries.len());
-                    let mut rows = Vec::with_capacity(entries.len());
-                    for e in entries {
-                        seq += 1;
-                        let hash = link(&prev, seq, e);
-                        rows.push((seq, e, std::mem::replace(&mut prev, hash.clone()), hash));
-                        seqs.push(seq);
-                    }
-                    for chunk in rows.chunks(500) {
-                        let mut qb = sqlx::QueryBuilder::new(
-                            "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) ",
-                        );
-                        qb.push_values(chunk, |mut b, (seq, e, prev, hash)| {
-                            b.push_bind(*seq)
-                                .push_bind(e.at)
-                                .push_bind(&e.actor)
-                                .push_bind(&e.action)
-                                .push_bind(&e.subject)
-                                .push_bind(&e.details)
-                                .push_bind(prev)
-                                .push_bind(hash);
-                        });
-                        qb.build().execute(&mut *tx).await?;
-                    }
-                    tx.commit().await?;
-                    Ok((seqs, prev))
-                }
-                .await
+            let (mut seq, mut prev) = match tail.take() {
+                Some(t) => t,
+                None => self.audit_tail().await?,
+            };
+            let mut seqs = Vec::with_capacity(entries.len());
+            let mut rows = Vec::with_capacity(entries.len());
+            for e in entries {
+                seq += 1;
+                let hash = link(&prev, seq, e);
+                rows.push((seq, e, std::mem::replace(&mut prev, hash.clone()), hash));
+                seqs.push(seq);
+            }
+            let r: std::result::Result<_, sqlx::Error> = with_pool!(self, pool => {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) ",
+                );
+                qb.push_values(&rows, |mut b, (seq, e, prev, hash)| {
+                    b.push_bind(*seq)
+                        .push_bind(e.at)
+                        .push_bind(&e.actor)
+                        .push_bind(&e.action)
+                        .push_bind(&e.subject)
+                        .push_bind(&e.details)
+                        .push_bind(prev)
+                        .push_bind(hash);
+                });
+                qb.build().execute(pool).await.map(|_| ())
             });
             match r {
-                Ok(v) => return Ok(v),
+                Ok(()) => {
+                    *tail = Some((seq, prev));
+                    return Ok(seqs);
+                }
                 Err(e) if is_unique_violation(&e) => continue,
                 Err(e) => return Err(e.into()),
             }

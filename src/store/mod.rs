@@ -80,6 +80,9 @@ impl Store {
                 .pragma("cache_size", "-65536");
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
+                // A connection to a local file has nothing to lose on the way: no ping (one more
+                // round trip to the connection's worker thread) before every query.
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts)
                 .await?;
