@@ -1945,8 +1945,9 @@ mod audit {
     );
 
     /// Two nodes' writers (each remembering where the chain ended after its own appends)
-    /// append to one database in turns and at once, in single entries and in full batches:
-    /// one unbroken chain comes out, every entry once, with its checkpoints.
+    /// append to one database in turns and at once; then one batch of the largest size goes in
+    /// through a stale chain end: one unbroken chain comes out, every entry once, with its
+    /// checkpoints.
     async fn two_writers_on_one_database_keep_one_chain(env: Env) {
         use elicense::audit::{Audit, Entry};
         let app = &env.app;
@@ -1963,7 +1964,7 @@ mod audit {
             let w = if i % 2 == 0 { &a } else { &b };
             w.append(entry("turns", i)).await.unwrap();
         }
-        // At once: many appends queued on both writers (full batches on each).
+        // At once: many appends queued on both writers (batches of several entries each).
         let n = elicense::store::MAX_AUDIT_BATCH + 300;
         let mut tasks = Vec::new();
         for i in 0..n {
@@ -1982,9 +1983,31 @@ mod audit {
         // next: one more append on each is answered only after that.
         a.append(entry("after", 0)).await.unwrap();
         b.append(entry("after", 1)).await.unwrap();
+        // The largest batch (8 bound values per entry in one statement), linked first onto a
+        // chain end that is no longer the end: it is relinked and goes in whole.
+        let full: Vec<_> = (0..elicense::store::MAX_AUDIT_BATCH)
+            .map(|i| elicense::store::NewAuditEntry {
+                at: 0,
+                actor: "full".into(),
+                action: "test".into(),
+                subject: format!("f{i}"),
+                details: "{}".into(),
+            })
+            .collect();
+        let mut stale = Some((1, vec![0u8; 32]));
+        let full_seqs = app
+            .store
+            .append_audit(&full, elicense::audit::link, &mut stale)
+            .await
+            .unwrap();
+        assert_eq!(full_seqs.len(), full.len());
+        assert_eq!(stale.map(|t| t.0), full_seqs.last().copied());
         let report = elicense::audit::verify(&app.store, &app.pki).await.unwrap();
         assert_eq!(report.problem, None, "{report:?}");
-        assert_eq!(report.entries, before + 6 + n as i64 + 2);
+        assert_eq!(
+            report.entries,
+            before + 6 + n as i64 + 2 + elicense::store::MAX_AUDIT_BATCH as i64
+        );
         assert!(report.checkpoints >= 1, "{report:?}");
     }
 

@@ -81,7 +81,8 @@ impl Store {
             // One connection per core, one for the writer and one for a long read: SQLite runs
             // one writer at a time, and each pooled connection is a thread of its own; more
             // than the cores can run only add thread switches (8 connections on 2 cores cost
-            // about 15% more CPU per verification than 4 in `elicense bench --verify-only`).
+            // about 15% more CPU per verification than 4 in `elicense bench --verify-only`, with
+            // builds differing only in this number: docs/PERFORMANCE.md).
             let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
             let pool = SqlitePoolOptions::new()
                 .max_connections(u32::try_from(cores + 2).unwrap_or(u32::MAX))
