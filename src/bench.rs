@@ -32,8 +32,11 @@ pub struct BenchArgs {
     )]
     pub postgres: String,
     /// Skip the issuance figures (run only the verification benchmark).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "issuance_only")]
     pub verify_only: bool,
+    /// Run only the issuance figures (bulk and single, SQLite and PostgreSQL).
+    #[arg(long, conflicts_with = "seals_only")]
+    pub issuance_only: bool,
     /// Seconds of verification load (default 20; 5 with --quick).
     #[arg(long)]
     pub verify_seconds: Option<u64>,
@@ -435,6 +438,13 @@ pub async fn run(_g: &crate::cli::Global, args: BenchArgs) -> anyhow::Result<()>
             ratio: Some(run.single_rate / base),
             note: "API path: validate, check duplicate, reserve serial, sign, commit".into(),
         });
+    }
+    if args.issuance_only {
+        print_table(&figs);
+        if let Some(p) = args.json {
+            std::fs::write(&p, serde_json::to_string_pretty(&figs)?)?;
+        }
+        return Ok(());
     }
     // Offline show-code checks on one core, against the raw single-thread verification rate.
     let rawv1_for_codes = crate::bench_verify::raw_verify_rate(1, dur);

@@ -465,7 +465,8 @@ impl Store {
                     qb.push(" AND status = '01' AND (valid_to IS NULL OR valid_to >= ").push_bind(today).push(")");
                 }
                 Some(s) => {
-                    qb.push(" AND status = ").push_bind(s);
+                    // The status index covers only licenses that are not valid (0010).
+                    qb.push(" AND status = ").push_bind(s).push(" AND status <> '01'");
                 }
                 None => {}
             }
