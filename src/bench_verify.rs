@@ -63,6 +63,18 @@ pub struct LoadResult {
     pub cpu_us_per_request: f64,
 }
 
+/// What the benchmark's HTTPS listener answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serve {
+    /// The service's own router: `POST /v1/verifications` as deployed.
+    Verification,
+    /// The same TLS listener and HTTP stack, the request parsed as the real route parses it,
+    /// and a fixed answer of a real answer's size: no client check, lookup, signature check,
+    /// audit entry or receipt. What the transport and the load client alone leave of the
+    /// machine: the ceiling of the verification figure.
+    FixedAnswer,
+}
+
 fn pem_der(pem: &str) -> anyhow::Result<Vec<u8>> {
     Ok(x509_parser::pem::parse_x509_pem(pem.as_bytes())
         .map_err(|_| anyhow::anyhow!("bad PEM"))?
@@ -78,6 +90,7 @@ pub async fn run(
     connections: usize,
     dur: Duration,
     memo_entries: usize,
+    serve: Serve,
 ) -> anyhow::Result<LoadResult> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("v.db").display());
@@ -114,8 +127,47 @@ pub async fn run(
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = crate::http::bind_tls(&app, "127.0.0.1:0").await?;
     let addr = axum::serve::Listener::local_addr(&listener)?.remote;
-    let router = crate::http::tls_router(app.clone())
-        .into_make_service_with_connect_info::<crate::http::tls::TlsPeer>();
+    let router = match serve {
+        Serve::Verification => crate::http::tls_router(app.clone()),
+        Serve::FixedAnswer => {
+            // One real answer, serialized once, is the fixed answer.
+            let client = crate::verify::clients::Client {
+                id: bundle.client.id.clone(),
+                name: bundle.client.name.clone(),
+                types: bundle.client.types.clone(),
+                fields: bundle.client.fields.clone(),
+                statutory: bundle.client.statutory,
+                cert_serial: bundle.client.certificate_serial.clone(),
+            };
+            let sample = crate::verify::VerifyRequest {
+                matter_code: "bench".into(),
+                case_number: "c-0".into(),
+                license_id: ids.first().cloned(),
+                type_code: None,
+                number: None,
+                holder_code: None,
+            };
+            let answer = crate::verify::verify(&app, &client, sample)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let body = axum::body::Bytes::from(serde_json::to_vec(&answer)?);
+            axum::Router::new().route(
+                "/v1/verifications",
+                axum::routing::post(
+                    move |axum::Json(_): axum::Json<crate::verify::VerifyRequest>| {
+                        let body = body.clone();
+                        async move {
+                            (
+                                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                                body,
+                            )
+                        }
+                    },
+                ),
+            )
+        }
+    }
+    .into_make_service_with_connect_info::<crate::http::tls::TlsPeer>();
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
@@ -201,7 +253,8 @@ pub async fn run(
     let memo = app.signature_memo.stats();
     let looked = memo.hits + memo.misses;
     Ok(LoadResult {
-        memo_hit_rate: (looked > 0).then(|| memo.hits as f64 / looked as f64),
+        memo_hit_rate: (looked > 0 && serve == Serve::Verification)
+            .then(|| memo.hits as f64 / looked as f64),
         cpu_us_per_request: cpu * 1e6 / (all.len().max(1) as f64),
         requests: all.len() as u64,
         errors,
