@@ -1279,7 +1279,7 @@ mod mtls {
             assert_eq!(s, 200, "{v}");
         }
         let signers = match &env.app.store {
-            elicense::store::Store::Sqlite(p) => sqlx::query_scalar::<_, i64>(
+            elicense::store::Store::Sqlite(p, _) => sqlx::query_scalar::<_, i64>(
                 "SELECT COUNT(*) FROM certificates WHERE kind = 'signer'",
             )
             .fetch_one(p)
@@ -1886,7 +1886,7 @@ mod mtls {
         let tampered =
             |rec: &str| rec.replace(license["holder"]["name"].as_str().unwrap(), "冒名者");
         match &env.app.store {
-            elicense::store::Store::Sqlite(p) => {
+            elicense::store::Store::Sqlite(p, _) => {
                 let rec: String =
                     sqlx::query_scalar("SELECT record FROM licenses WHERE lineage = $1")
                         .bind(&lineage)
@@ -2046,7 +2046,7 @@ mod audit {
         assert!(p.contains("entry 2 was changed"), "{p}");
         // The next cases start from a fresh, intact log.
         let env2 = Env::new(
-            if matches!(env.app.store, elicense::store::Store::Sqlite(_)) {
+            if matches!(env.app.store, elicense::store::Store::Sqlite(..)) {
                 super::common::Backend::Sqlite
             } else {
                 super::common::Backend::Postgres

@@ -51,20 +51,28 @@ pub struct Audit {
     tx: mpsc::Sender<Job>,
 }
 
-/// The hash of an entry in the chain.
+/// The hash of an entry in the chain: SHA-256 over the previous hash and the canonical JSON of
+/// `{seq, at, actor, action, subject, details}` (keys sorted, no spaces).
+///
+/// `details` is stored as canonical JSON text (the writer serialises it so), and goes into the
+/// content as it is stored: written here directly, the content is the text `Canonical` of the
+/// same object gives (a test checks it against that definition), without parsing the details
+/// back into a value first. A stored text that is not canonical — edited behind the service's
+/// back, even into an equivalent form — no longer hashes to the stored hash.
 pub fn link(prev: &[u8], seq: i64, e: &NewAuditEntry) -> Vec<u8> {
-    let details: Value = serde_json::from_str(&e.details).unwrap_or(Value::Null);
-    let content = json!({
-        "seq": seq, "at": e.at, "actor": e.actor, "action": e.action, "subject": e.subject,
-        "details": details,
-    });
+    let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let content = format!(
+        "{{\"action\":{},\"actor\":{},\"at\":{},\"details\":{},\"seq\":{},\"subject\":{}}}",
+        quoted(&e.action),
+        quoted(&e.actor),
+        e.at,
+        e.details,
+        seq,
+        quoted(&e.subject),
+    );
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(prev);
-    ctx.update(
-        serde_json::to_string(&Canonical(&content))
-            .unwrap_or_default()
-            .as_bytes(),
-    );
+    ctx.update(content.as_bytes());
     ctx.finish().as_ref().to_vec()
 }
 
@@ -75,64 +83,89 @@ fn checkpoint_payload(seq: i64, hash: &[u8], at: i64) -> Vec<u8> {
     .unwrap_or_default()
 }
 
+/// The jobs that queued up behind `first` (at most [`crate::store::MAX_AUDIT_BATCH`]).
+fn take_batch(first: Job, rx: &mut mpsc::Receiver<Job>) -> Vec<Job> {
+    let mut jobs = vec![first];
+    while jobs.len() < crate::store::MAX_AUDIT_BATCH {
+        match rx.try_recv() {
+            Ok(j) => jobs.push(j),
+            Err(_) => break,
+        }
+    }
+    jobs
+}
+
+/// The entries of a batch, stamped with one time, details as canonical JSON.
+fn entries_of(jobs: &[Job], at: i64) -> Vec<NewAuditEntry> {
+    jobs.iter()
+        .map(|(e, _)| NewAuditEntry {
+            at,
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            subject: e.subject.clone(),
+            details: serde_json::to_string(&Canonical(&e.details)).unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Answers every job of a batch with its sequence number, or all of them with the error.
+fn answer(jobs: Vec<Job>, r: &Result<Vec<i64>>) {
+    match r {
+        Ok(seqs) => {
+            for ((_, reply), seq) in jobs.into_iter().zip(seqs) {
+                let _ = reply.send(Ok(*seq));
+            }
+        }
+        Err(e) => {
+            if e.kind() == crate::error::Kind::Unavailable {
+                tracing::warn!(error = %e, "audit append failed");
+            } else {
+                tracing::error!(error = %e, "audit append failed");
+            }
+            for (_, reply) in jobs {
+                let _ = reply.send(Err(e.for_waiter("audit")));
+            }
+        }
+    }
+}
+
+/// What a writer remembers between batches.
+#[derive(Default)]
+struct WriterState {
+    /// The newest checkpoint this writer knows of (never newer than the database's).
+    known_checkpoint: Option<i64>,
+    /// Where the chain ends, as of this writer's last append (None: ask the database).
+    tail: Option<crate::store::ChainTail>,
+}
+
+impl WriterState {
+    /// Signs a checkpoint when the last append crossed a block of [`CHECKPOINT_EVERY`].
+    async fn checkpoint(&mut self, store: &Store, pki: &Pki, at: i64) {
+        if let Some((last, last_hash)) = &self.tail
+            && let Err(e) =
+                checkpoint_if_due(store, pki, *last, last_hash, at, &mut self.known_checkpoint)
+                    .await
+        {
+            tracing::error!(error = %e, "audit checkpoint failed");
+        }
+    }
+}
+
 impl Audit {
     /// Starts the writer task.
     pub fn start(store: Store, pki: Pki, clock: SharedClock) -> Audit {
-        let (tx, mut rx) = mpsc::channel::<Job>(4096);
+        let (tx, rx) = mpsc::channel::<Job>(4096);
         tokio::spawn(async move {
-            // The newest checkpoint this writer knows of (never newer than the database's).
-            let mut known_checkpoint = None;
-            // Where the chain ends, as of this writer's last append (None: ask the database).
-            let mut tail = None;
+            let mut rx = rx;
+            let mut state = WriterState::default();
             while let Some(first) = rx.recv().await {
-                let mut jobs = vec![first];
-                while jobs.len() < crate::store::MAX_AUDIT_BATCH {
-                    match rx.try_recv() {
-                        Ok(j) => jobs.push(j),
-                        Err(_) => break,
-                    }
-                }
+                let jobs = take_batch(first, &mut rx);
                 let at = clock.unix();
-                let entries: Vec<NewAuditEntry> = jobs
-                    .iter()
-                    .map(|(e, _)| NewAuditEntry {
-                        at,
-                        actor: e.actor.clone(),
-                        action: e.action.clone(),
-                        subject: e.subject.clone(),
-                        details: serde_json::to_string(&Canonical(&e.details)).unwrap_or_default(),
-                    })
-                    .collect();
-                match store.append_audit(&entries, link, &mut tail).await {
-                    Ok(seqs) => {
-                        for ((_, reply), seq) in jobs.into_iter().zip(seqs) {
-                            let _ = reply.send(Ok(seq));
-                        }
-                        if let Some((last, last_hash)) = &tail
-                            && let Err(e) = checkpoint_if_due(
-                                &store,
-                                &pki,
-                                *last,
-                                last_hash,
-                                at,
-                                &mut known_checkpoint,
-                            )
-                            .await
-                        {
-                            tracing::error!(error = %e, "audit checkpoint failed");
-                        }
-                    }
-                    Err(e) => {
-                        let unavailable = e.kind() == crate::error::Kind::Unavailable;
-                        if unavailable {
-                            tracing::warn!(error = %e, "audit append failed");
-                        } else {
-                            tracing::error!(error = %e, "audit append failed");
-                        }
-                        for (_, reply) in jobs {
-                            let _ = reply.send(Err(e.for_waiter("audit")));
-                        }
-                    }
+                let entries = entries_of(&jobs, at);
+                let r = store.append_audit(&entries, link, &mut state.tail).await;
+                answer(jobs, &r);
+                if r.is_ok() {
+                    state.checkpoint(&store, &pki, at).await;
                 }
             }
         });
@@ -298,4 +331,63 @@ pub async fn verify(store: &Store, pki: &Pki) -> Result<Report> {
         checkpoints: checkpoints.len(),
         problem,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition `link` implements: the canonical JSON of the whole content as a value.
+    fn link_by_definition(prev: &[u8], seq: i64, e: &NewAuditEntry) -> Vec<u8> {
+        let details: Value = serde_json::from_str(&e.details).unwrap_or(Value::Null);
+        let content = json!({
+            "seq": seq, "at": e.at, "actor": e.actor, "action": e.action, "subject": e.subject,
+            "details": details,
+        });
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(prev);
+        ctx.update(
+            serde_json::to_string(&Canonical(&content))
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        ctx.finish().as_ref().to_vec()
+    }
+
+    #[test]
+    fn link_is_the_canonical_content_hash() {
+        let details = [
+            json!({}),
+            json!({"matter_code": "M-1", "case_number": "案件/2026\"x\"\\\n\u{1}", "basis": "grant",
+                   "fields_released": ["holder_name", "b", "a"], "authentic": true, "status": "01",
+                   "grants": [], "n": -12, "f": 1.5, "big": u64::MAX, "nested": {"z": null, "a": [1, {"y": 2, "x": 3}]}}),
+            json!({"emoji": "😀", "tab": "\t", "slash": "/", "e": 1e300}),
+        ];
+        let texts = ["unauthenticated", "客户端-1", "a\"b", "", "\u{7f}\u{2028}"];
+        let mut prev = vec![7u8; 32];
+        for (i, d) in details.iter().enumerate() {
+            for (j, t) in texts.iter().enumerate() {
+                let e = NewAuditEntry {
+                    at: 1_700_000_000 + i as i64,
+                    actor: t.to_string(),
+                    action: texts[(j + 1) % texts.len()].to_string(),
+                    subject: texts[(j + 2) % texts.len()].to_string(),
+                    details: serde_json::to_string(&Canonical(d)).unwrap(),
+                };
+                let seq = (i * 10 + j) as i64 + 1;
+                let h = link(&prev, seq, &e);
+                assert_eq!(h, link_by_definition(&prev, seq, &e), "{e:?}");
+                prev = h;
+            }
+        }
+        // Stored text that is not canonical no longer matches its hash.
+        let e = NewAuditEntry {
+            at: 1,
+            actor: "a".into(),
+            action: "b".into(),
+            subject: "c".into(),
+            details: r#"{"b":1,"a":2}"#.into(),
+        };
+        assert_ne!(link(&prev, 1, &e), link_by_definition(&prev, 1, &e));
+    }
 }

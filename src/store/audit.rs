@@ -34,6 +34,51 @@ pub struct NewAuditEntry {
     pub details: String,
 }
 
+/// An entry with its place in the chain, as it is inserted.
+#[derive(Debug, Clone)]
+pub struct AuditInsert<'a> {
+    pub seq: i64,
+    pub at: i64,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub subject: &'a str,
+    pub details: &'a str,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+/// Links `entries` onto the chain ending at `start`: their rows, sequence numbers, and the new
+/// end of the chain.
+pub(crate) fn link_rows<'a>(
+    entries: &'a [NewAuditEntry],
+    link: LinkFn,
+    start: ChainTail,
+) -> (Vec<AuditInsert<'a>>, Vec<i64>, ChainTail) {
+    let (mut seq, mut prev) = start;
+    let mut seqs = Vec::with_capacity(entries.len());
+    let mut rows = Vec::with_capacity(entries.len());
+    for e in entries {
+        seq += 1;
+        let hash = link(&prev, seq, e);
+        rows.push(AuditInsert {
+            seq,
+            at: e.at,
+            actor: &e.actor,
+            action: &e.action,
+            subject: &e.subject,
+            details: &e.details,
+            prev_hash: std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        });
+        seqs.push(seq);
+    }
+    (rows, seqs, (seq, prev))
+}
+
+/// How an entry's hash is computed from the previous hash, its sequence number and the entry
+/// (`crate::audit::link`).
+pub type LinkFn = fn(&[u8], i64, &NewAuditEntry) -> Vec<u8>;
+
 /// The end of the audit chain: the last entry's sequence number and hash.
 pub type ChainTail = (i64, Vec<u8>);
 
@@ -68,7 +113,7 @@ impl Store {
     pub async fn append_audit(
         &self,
         entries: &[NewAuditEntry],
-        link: impl Fn(&[u8], i64, &NewAuditEntry) -> Vec<u8>,
+        link: LinkFn,
         tail: &mut Option<ChainTail>,
     ) -> Result<Vec<i64>> {
         if entries.len() > MAX_AUDIT_BATCH {
@@ -77,38 +122,44 @@ impl Store {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
+        if let Store::Sqlite(_, Some(lite)) = self {
+            // The direct connection's path (what this node's audit writer thread runs).
+            let (lite, entries, start) = (lite.clone(), entries.to_vec(), tail.take());
+            let (r, end) = tokio::task::spawn_blocking(move || {
+                let mut end = start;
+                let r = lite.append_audit(&entries, link, &mut end);
+                (r, end)
+            })
+            .await
+            .map_err(|e| Error::internal(format!("audit append: {e}")))?;
+            *tail = end;
+            return r;
+        }
         for _ in 0..20 {
-            let (mut seq, mut prev) = match tail.take() {
+            let start = match tail.take() {
                 Some(t) => t,
                 None => self.audit_tail().await?,
             };
-            let mut seqs = Vec::with_capacity(entries.len());
-            let mut rows = Vec::with_capacity(entries.len());
-            for e in entries {
-                seq += 1;
-                let hash = link(&prev, seq, e);
-                rows.push((seq, e, std::mem::replace(&mut prev, hash.clone()), hash));
-                seqs.push(seq);
-            }
+            let (rows, seqs, end) = link_rows(entries, link, start);
             let r: std::result::Result<_, sqlx::Error> = with_pool!(self, pool => {
                 let mut qb = sqlx::QueryBuilder::new(
                     "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) ",
                 );
-                qb.push_values(&rows, |mut b, (seq, e, prev, hash)| {
-                    b.push_bind(*seq)
-                        .push_bind(e.at)
-                        .push_bind(&e.actor)
-                        .push_bind(&e.action)
-                        .push_bind(&e.subject)
-                        .push_bind(&e.details)
-                        .push_bind(prev)
-                        .push_bind(hash);
+                qb.push_values(&rows, |mut b, r| {
+                    b.push_bind(r.seq)
+                        .push_bind(r.at)
+                        .push_bind(r.actor)
+                        .push_bind(r.action)
+                        .push_bind(r.subject)
+                        .push_bind(r.details)
+                        .push_bind(&r.prev_hash)
+                        .push_bind(&r.hash);
                 });
                 qb.build().execute(pool).await.map(|_| ())
             });
             match r {
                 Ok(()) => {
-                    *tail = Some((seq, prev));
+                    *tail = Some(end);
                     return Ok(seqs);
                 }
                 Err(e) if is_unique_violation(&e) => continue,

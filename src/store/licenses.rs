@@ -234,7 +234,7 @@ pub struct LicenseFilter {
     pub limit: i64,
 }
 
-const LICENSE_COLUMNS: &str = "SELECT lineage, id, version, type_code, number, issuer, holder_name, holder_code, \
+pub(super) const LICENSE_COLUMNS: &str = "SELECT lineage, id, version, type_code, number, issuer, holder_name, holder_code, \
      holder_code_type, issue_date, valid_from, valid_to, status, record, signature, source_hash, issued_by, created_at, updated_at, \
      status_index FROM licenses";
 
@@ -314,7 +314,7 @@ impl Store {
                 .fetch_all(pool)
                 .await?;
             }
-            Store::Sqlite(pool) => {
+            Store::Sqlite(pool, _) => {
                 for chunk in numbers.chunks(INSERT_CHUNK) {
                     let mut qb = sqlx::QueryBuilder::new(
                         "SELECT number, id, source_hash FROM licenses WHERE type_code = ",
@@ -356,7 +356,7 @@ impl Store {
                 }
                 .await
             }
-            Store::Sqlite(pool) => {
+            Store::Sqlite(pool, _) => {
                 async {
                     let mut tx = pool.begin().await?;
                     insert_rows!(tx, rows);
@@ -420,6 +420,9 @@ impl Store {
     }
 
     pub async fn license_by_lineage(&self, lineage: &str) -> Result<Option<LicenseRow>> {
+        if let Store::Sqlite(_, Some(lite)) = self {
+            return lite.license_by_lineage(lineage);
+        }
         Ok(with_pool!(self, pool => {
             sqlx::query_as::<_, LicenseRow>(&format!("{LICENSE_COLUMNS} WHERE lineage = $1"))
                 .bind(lineage)
@@ -433,6 +436,9 @@ impl Store {
         type_code: &str,
         number: &str,
     ) -> Result<Option<LicenseRow>> {
+        if let Store::Sqlite(_, Some(lite)) = self {
+            return lite.license_by_number(type_code, number);
+        }
         Ok(with_pool!(self, pool => {
             sqlx::query_as::<_, LicenseRow>(&format!("{LICENSE_COLUMNS} WHERE type_code = $1 AND number = $2"))
                 .bind(type_code)

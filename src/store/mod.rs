@@ -8,6 +8,7 @@ mod audit;
 mod clients;
 mod grants;
 mod licenses;
+pub mod lite;
 mod pki;
 mod regions;
 mod seals;
@@ -35,7 +36,9 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 /// A connection pool to one of the two supported databases.
 #[derive(Clone, Debug)]
 pub enum Store {
-    Sqlite(SqlitePool),
+    /// The pool, and direct connections to the same file for the hottest statements (`None`
+    /// for an in-memory database).
+    Sqlite(SqlitePool, Option<std::sync::Arc<lite::Lite>>),
     Postgres(PgPool),
 }
 
@@ -43,7 +46,7 @@ pub enum Store {
 macro_rules! with_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match $store {
-            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Sqlite($pool, _) => $body,
             $crate::store::Store::Postgres($pool) => $body,
         }
     };
@@ -84,6 +87,7 @@ impl Store {
             // about 15% more CPU per verification than 4 in `elicense bench --verify-only`, with
             // builds differing only in this number: docs/PERFORMANCE.md).
             let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let lite = lite::Lite::new(opts.get_filename());
             let pool = SqlitePoolOptions::new()
                 .max_connections(u32::try_from(cores + 2).unwrap_or(u32::MAX))
                 // A connection to a local file has nothing to lose on the way: no ping (one more
@@ -96,7 +100,7 @@ impl Store {
                 .run(&pool)
                 .await
                 .map_err(|e| Error::internal(format!("migrations: {e}")))?;
-            Store::Sqlite(pool)
+            Store::Sqlite(pool, lite)
         } else {
             return Err(Error::bad_request(
                 "database URL must start with sqlite: or postgres://",
@@ -108,7 +112,7 @@ impl Store {
     /// Which backend this is, for logs and benchmarks.
     pub fn backend(&self) -> &'static str {
         match self {
-            Store::Sqlite(_) => "sqlite",
+            Store::Sqlite(..) => "sqlite",
             Store::Postgres(_) => "postgres",
         }
     }
@@ -125,7 +129,7 @@ impl Store {
     pub async fn database_bytes(&self) -> Result<u64> {
         let n: i64 =
             match self {
-                Store::Sqlite(pool) => sqlx::query_scalar(
+                Store::Sqlite(pool, _) => sqlx::query_scalar(
                     "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
                 )
                 .fetch_one(pool)

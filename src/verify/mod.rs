@@ -90,6 +90,23 @@ pub struct Verification {
     pub receipt: String,
 }
 
+/// The parts of a signed record that a verification can release (the rest is skipped unread).
+#[derive(Debug, Default, Deserialize)]
+struct RecordFace {
+    #[serde(default)]
+    fields: Map<String, Value>,
+    #[serde(default)]
+    holder: Option<HolderFace>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct HolderFace {
+    #[serde(default)]
+    name: Value,
+    #[serde(default)]
+    code: Value,
+}
+
 fn text_ok(s: &str) -> bool {
     let n = s.chars().count();
     n > 0 && n <= 64 && !s.chars().any(char::is_control)
@@ -195,21 +212,11 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
     let authentic = valid && chain_trusted && !revoked_before;
     let status = app.licenses.effective_status(&row);
     // Fields come from the signed record, and only when the signature holds.
-    let record: Value = serde_json::from_str(&row.record).unwrap_or(Value::Null);
-    let mut all: Map<String, Value> = record
-        .get("fields")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    if let Some(h) = record.get("holder") {
-        all.insert(
-            "holder_name".into(),
-            h.get("name").cloned().unwrap_or(Value::Null),
-        );
-        all.insert(
-            "holder_code".into(),
-            h.get("code").cloned().unwrap_or(Value::Null),
-        );
+    let face: RecordFace = serde_json::from_str(&row.record).unwrap_or_default();
+    let mut all = face.fields;
+    if let Some(h) = face.holder {
+        all.insert("holder_name".into(), h.name);
+        all.insert("holder_code".into(), h.code);
     }
     // What may be released: the client's scope, and a basis — holder grants for this client or
     // matter, or the client's statutory basis (which covers its whole scope).

@@ -378,7 +378,7 @@ impl Env {
     /// Runs SQL directly on the database, behind the service's back (tamper tests).
     pub async fn exec(&self, sql: &str) {
         match &self.app.store {
-            elicense::store::Store::Sqlite(p) => {
+            elicense::store::Store::Sqlite(p, _) => {
                 sqlx::query(sql).execute(p).await.unwrap();
             }
             elicense::store::Store::Postgres(p) => {
