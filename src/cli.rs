@@ -429,7 +429,7 @@ pub enum RegionCmd {
 pub enum ReceiptCmd {
     /// Verify a receipt offline: its signature and its signer's chain to a trusted root.
     Verify {
-        /// A file with the receipt (ELR1:...) or a whole verification answer (JSON).
+        /// A file with the receipt (ELR2:... or ELR1:...) or a whole verification answer (JSON).
         file: PathBuf,
         /// Trusted root certificate (PEM); repeatable. Without it, this deployment's root.
         #[arg(long)]

@@ -1311,7 +1311,7 @@ mod mtls {
             .await;
         assert_eq!(s, 200, "{v}");
         let receipt = v["receipt"].as_str().unwrap().to_string();
-        assert!(receipt.starts_with("ELR1:"));
+        assert!(receipt.starts_with("ELR2:"));
 
         // Offline, with the CLI and only the root certificate (no data directory at all).
         let dir = tempfile::tempdir().unwrap();
@@ -1349,38 +1349,84 @@ mod mtls {
             "offline check must not open a deployment"
         );
 
-        // Any changed byte breaks it: every byte, through the verification the CLI uses...
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(&receipt[5..])
-            .unwrap();
+        // Any changed byte breaks it: every byte of the statements and of the COSE Receipt,
+        // through the verification the CLI uses...
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let root_der = env.app.pki.root().await.unwrap().der;
-        for i in 0..bytes.len() {
-            let mut b = bytes.clone();
-            b[i] ^= 0x01;
-            let text = format!(
-                "ELR1:{}",
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&b)
-            );
-            assert!(
-                elicense::verify::receipt::verify(&text, std::slice::from_ref(&root_der)).is_err(),
-                "byte {i}"
-            );
+        let (statements, cose) = receipt[5..].split_once('.').unwrap();
+        let parts = [b64.decode(statements).unwrap(), b64.decode(cose).unwrap()];
+        let flipped = |which: usize, i: usize| {
+            let mut p = parts.clone();
+            p[which][i] ^= 0x01;
+            format!("ELR2:{}.{}", b64.encode(&p[0]), b64.encode(&p[1]))
+        };
+        for (which, part) in parts.iter().enumerate() {
+            for i in 0..part.len() {
+                assert!(
+                    elicense::verify::receipt::verify(
+                        &flipped(which, i),
+                        std::slice::from_ref(&root_der)
+                    )
+                    .is_err(),
+                    "part {which} byte {i}"
+                );
+            }
         }
         // ...and a sample through the CLI itself.
-        let mut positions: Vec<usize> = (0..bytes.len()).step_by(11).collect();
-        positions.push(bytes.len() - 1);
-        for i in positions {
-            let mut b = bytes.clone();
-            b[i] ^= 0x01;
-            let text = format!(
-                "ELR1:{}",
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&b)
+        for (which, part) in parts.iter().enumerate() {
+            let mut positions: Vec<usize> = (0..part.len()).step_by(23).collect();
+            positions.push(part.len() - 1);
+            for i in positions {
+                let out = check(&flipped(which, i));
+                assert_eq!(
+                    out.status.code(),
+                    Some(1),
+                    "part {which} byte {i} changed and the receipt still verified"
+                );
+            }
+        }
+        // Receipts signed together: each verifies alone, and none with another's statements.
+        let leaves: Vec<Vec<u8>> = (0..7)
+            .map(|i| {
+                serde_json::to_vec(&json!({"verified_at": env.app.clock.unix(), "n": i})).unwrap()
+            })
+            .collect();
+        let refs: Vec<&[u8]> = leaves.iter().map(Vec::as_slice).collect();
+        let batch = elicense::verify::receipt::sign_batch(&env.app.pki, &refs)
+            .await
+            .unwrap();
+        for (i, text) in batch.iter().enumerate() {
+            let c =
+                elicense::verify::receipt::verify(text, std::slice::from_ref(&root_der)).unwrap();
+            assert_eq!(c.payload["n"], i);
+            let (_, cose) = text[5..].split_once('.').unwrap();
+            let other = (i + 1) % batch.len();
+            let swapped = format!("ELR2:{}.{cose}", b64.encode(&leaves[other]));
+            assert!(
+                elicense::verify::receipt::verify(&swapped, std::slice::from_ref(&root_der))
+                    .is_err(),
+                "receipt {i} with the statements of {other}"
             );
-            let out = check(&text);
-            assert_eq!(
-                out.status.code(),
-                Some(1),
-                "byte {i} changed and the receipt still verified"
+        }
+        // Receipts of the first form (one COSE_Sign1 over the statements) still verify, and
+        // fail on any changed byte.
+        let v1 = elicense::verify::receipt::sign_x5chain(
+            &env.app.pki,
+            &serde_json::to_vec(&json!({"v": 1, "verified_at": env.app.clock.unix()})).unwrap(),
+        )
+        .await
+        .unwrap();
+        let v1_text = |b: &[u8]| format!("ELR1:{}", b64.encode(b));
+        let c = elicense::verify::receipt::verify(&v1_text(&v1), std::slice::from_ref(&root_der))
+            .unwrap();
+        assert_eq!(c.payload["v"], 1);
+        for i in 0..v1.len() {
+            let mut b = v1.clone();
+            b[i] ^= 0x01;
+            assert!(
+                elicense::verify::receipt::verify(&v1_text(&b), std::slice::from_ref(&root_der))
+                    .is_err(),
+                "first form, byte {i}"
             );
         }
         // Another region's root does not vouch for it.

@@ -105,7 +105,7 @@ pub async fn revoke_client(
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiptCheck {
-    /// `ELR1:...` as returned in a verification answer.
+    /// `ELR2:...` (or `ELR1:...`) as returned in a verification answer.
     pub receipt: String,
 }
 

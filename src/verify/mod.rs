@@ -7,6 +7,7 @@
 pub mod clients;
 pub mod grants;
 pub mod memo;
+pub mod merkle;
 pub mod receipt;
 pub mod remote;
 pub mod trust;
@@ -85,7 +86,8 @@ pub struct Verification {
     pub region: Option<String>,
     /// That region's own signed receipt, which our answer relies on.
     pub foreign_receipt: Option<String>,
-    /// Signed receipt of this answer (`ELR1:` + base64url COSE_Sign1) for the case file;
+    /// Signed receipt of this answer (`ELR2:` + base64url statements + `.` + base64url COSE
+    /// Receipt of RFC 9942) for the case file;
     /// verify it with `elicense receipt verify` or `POST /v1/receipts/verify`.
     pub receipt: String,
 }
@@ -323,9 +325,9 @@ async fn record_outcome(
         .await?;
     let checked_at = app.clock.unix();
     let region = app.licenses.region_code().await?;
-    let receipt = receipt::issue(
-        &app.pki,
-        &receipt::Facts {
+    let receipt = app
+        .receipts
+        .issue(&receipt::Facts {
             region: &region,
             license_id: o.license_id,
             license_version: o.license_version,
@@ -338,9 +340,8 @@ async fn record_outcome(
             case_number: &r.case_number,
             verified_at: checked_at,
             audit_seq,
-        },
-    )
-    .await?;
+        })
+        .await?;
     Ok((checked_at, receipt))
 }
 
