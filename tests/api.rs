@@ -333,6 +333,26 @@ async fn listing_filters_and_pages(env: Env) {
     assert_eq!(p["items"].as_array().unwrap().len(), 1);
     let (_, p) = env.call("GET", "/v1/licenses?status=01", None).await;
     assert_eq!(p["items"].as_array().unwrap().len(), 6);
+    // Statuses other than valid are listed through the partial index (migration 0010).
+    env.call(
+        "POST",
+        &format!("/v1/licenses/{}/status", ids[1]),
+        Some(&json!({"status": "revoked", "reason": "r"})),
+    )
+    .await;
+    for (status, n) in [
+        ("revoked", 1),
+        ("suspended", 1),
+        ("valid", 5),
+        ("cancelled", 0),
+    ] {
+        let (_, p) = env
+            .call("GET", &format!("/v1/licenses?status={status}"), None)
+            .await;
+        assert_eq!(p["items"].as_array().unwrap().len(), n, "{status}");
+    }
+    let (_, p) = env.call("GET", "/v1/licenses?status=revoked", None).await;
+    assert_eq!(p["items"][0]["id"], ids[1].as_str());
     let (_, p) = env
         .call("GET", &format!("/v1/licenses?holder_code={holder}"), None)
         .await;
