@@ -108,8 +108,10 @@ check "pdfsig control: the flipped byte gives \"Digest Mismatch.\"" \
 echo "== Our seal verifier agrees with pyHanko"
 ours() { "$bin" seal verify "$@" >"$pdfs/ours.log" 2>&1; }
 for name in bb-invisible bt-visible blt-xref-stream blta cross-page certified certified-approved two-seals; do
+  # Our verifier's whole report goes to the check's log, which a failure prints.
   check "agree on $name: pyHanko INTACT:TRUSTED and ours VALID" \
-    sh -c "'$bin' seal verify '$pdfs/$name.pdf' --trust '$work/root.pem' | head -n 1 | grep -q ': VALID'"
+    sh -c "'$bin' seal verify '$pdfs/$name.pdf' --trust '$work/root.pem' >'$pdfs/$name.ours' 2>&1; \
+           cat '$pdfs/$name.ours'; head -n 1 '$pdfs/$name.ours' | grep -q ': VALID'"
 done
 # A signature pyHanko made, with a key and CA of its own (no CRL exists for that CA, so pyHanko
 # runs without revocation checking; ours reports revocation "unknown").
