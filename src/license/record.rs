@@ -129,20 +129,10 @@ pub fn sign_detached(payload: &[u8], kid: &[u8], signer: &dyn Signer) -> Result<
         .key_id(kid.to_vec())
         .content_format(iana::CoapContentFormat::Json)
         .build();
-    let mut err = None;
     let sign1 = CoseSign1Builder::new()
         .protected(protected)
-        .create_detached_signature(payload, b"", |tbs| match signer.sign_fixed(tbs) {
-            Ok(s) => s,
-            Err(e) => {
-                err = Some(e);
-                Vec::new()
-            }
-        })
+        .try_create_detached_signature(payload, b"", |tbs| signer.sign_fixed(tbs))?
         .build();
-    if let Some(e) = err {
-        return Err(e);
-    }
     sign1
         .to_vec()
         .map_err(|e| Error::internal(format!("COSE encoding: {e}")))

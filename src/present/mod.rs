@@ -171,21 +171,11 @@ pub async fn issue(app: &crate::app::App, holder: &str, req: ShowCodeRequest) ->
         .algorithm(iana::Algorithm::ES256)
         .key_id(auth.kid.to_vec())
         .build();
-    let mut err = None;
     let sign1 = CoseSign1Builder::new()
         .protected(protected)
         .payload(payload)
-        .create_signature(b"", |tbs| match auth.signer.sign_fixed(tbs) {
-            Ok(s) => s,
-            Err(e) => {
-                err = Some(e);
-                Vec::new()
-            }
-        })
+        .try_create_signature(b"", |tbs| auth.signer.sign_fixed(tbs))?
         .build();
-    if let Some(e) = err {
-        return Err(e);
-    }
     let cose = sign1
         .to_tagged_vec()
         .map_err(|e| Error::internal(format!("COSE: {e}")))?;

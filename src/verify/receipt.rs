@@ -168,20 +168,10 @@ pub async fn sign_batch(pki: &Pki, leaves: &[&[u8]]) -> Result<Vec<String>> {
             ciborium::Value::Integer(VDS_RFC9162_SHA256.into()),
         )
         .build();
-    let mut err = None;
     let signed = CoseSign1Builder::new()
         .protected(protected)
-        .create_detached_signature(&root, b"", |tbs| match key.sign_fixed(tbs) {
-            Ok(s) => s,
-            Err(e) => {
-                err = Some(e);
-                Vec::new()
-            }
-        })
+        .try_create_detached_signature(&root, b"", |tbs| key.sign_fixed(tbs))?
         .build();
-    if let Some(e) = err {
-        return Err(e);
-    }
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let size = tree.size();
     leaves
@@ -241,22 +231,12 @@ pub async fn sign_x5chain(pki: &Pki, payload: &[u8]) -> Result<Vec<u8>> {
             ciborium::Value::Bytes(signer_cert.der.clone()),
         )
         .build();
-    let mut err = None;
     let sign1 = CoseSign1Builder::new()
         .protected(protected)
         .unprotected(unprotected)
         .payload(payload.to_vec())
-        .create_signature(b"", |tbs| match key.sign_fixed(tbs) {
-            Ok(s) => s,
-            Err(e) => {
-                err = Some(e);
-                Vec::new()
-            }
-        })
+        .try_create_signature(b"", |tbs| key.sign_fixed(tbs))?
         .build();
-    if let Some(e) = err {
-        return Err(e);
-    }
     sign1
         .to_vec()
         .map_err(|e| Error::internal(format!("COSE: {e}")))
