@@ -14,7 +14,7 @@
 //! one writer, and a read transaction sees every commit made before it began, whichever
 //! connection made it.
 
-use super::{AuditInsert, ChainTail, LicenseRow, LinkFn, NewAuditEntry};
+use super::{AuditInsert, ChainTail, ImportRunRow, LicenseRow, LinkFn, NewAuditEntry};
 use crate::error::{Error, Result};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::PathBuf;
@@ -193,6 +193,92 @@ impl Lite {
             "audit append kept conflicting with other nodes",
         ))
     }
+}
+
+impl Lite {
+    /// Stores newly issued licenses and, when given, the import progress that covers them, in
+    /// one transaction on the writer connection (blocks while SQLite commits). A number that
+    /// is already taken refuses the whole batch.
+    pub fn insert_licenses(
+        &self,
+        rows: &[LicenseRow],
+        progress: Option<&ImportRunRow>,
+    ) -> Result<()> {
+        let mut slot = self
+            .writer
+            .lock()
+            .map_err(|_| Error::internal("writer connection poisoned"))?;
+        if slot.is_none() {
+            *slot = Some(open(&self.path, false).map_err(db_error)?);
+        }
+        let conn = slot
+            .as_mut()
+            .ok_or_else(|| Error::internal("writer connection missing"))?;
+        let r = insert_licenses(conn, rows, progress);
+        if r.is_err() && !conn.is_autocommit() {
+            *slot = None;
+        }
+        r.map_err(|e| {
+            if is_unique_violation(&e) {
+                Error::AlreadyExists {
+                    what: "a license with one of these numbers".into(),
+                }
+            } else {
+                db_error(e)
+            }
+        })
+    }
+}
+
+/// Prepared single-row INSERTs: unlike a multi-row INSERT, a one-row statement that fails on a
+/// constraint has nothing of its own to undo, so SQLite keeps no statement journal for it.
+fn insert_licenses(
+    c: &mut Connection,
+    rows: &[LicenseRow],
+    progress: Option<&ImportRunRow>,
+) -> rusqlite::Result<()> {
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut st = tx.prepare_cached(super::licenses::INSERT_LICENSE_ONE)?;
+        for r in rows {
+            st.execute(params![
+                r.lineage,
+                r.id,
+                r.version,
+                r.type_code,
+                r.number,
+                r.issuer,
+                r.holder_name,
+                r.holder_code,
+                r.holder_code_type,
+                r.issue_date,
+                r.valid_from,
+                r.valid_to,
+                r.status,
+                r.record,
+                r.signature,
+                r.source_hash,
+                r.issued_by,
+                r.created_at,
+                r.updated_at,
+                r.status_index
+            ])?;
+        }
+    }
+    if let Some(p) = progress {
+        tx.prepare_cached(super::licenses::UPSERT_PROGRESS)?
+            .execute(params![
+                p.file_hash,
+                p.file_name,
+                p.lines_done,
+                p.issued,
+                p.skipped,
+                p.failed,
+                p.finished,
+                p.updated_at
+            ])?;
+    }
+    tx.commit()
 }
 
 /// Inserts linked audit rows in one transaction.
