@@ -101,6 +101,26 @@ impl Lite {
         }))
     }
 
+    /// Runs `f` on the writer connection (opened on first use), blocking. A connection that
+    /// `f` left inside a transaction after an error is not reused as it is.
+    fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut slot = self
+            .writer
+            .lock()
+            .map_err(|_| Error::internal("writer connection poisoned"))?;
+        if slot.is_none() {
+            *slot = Some(open(&self.path, false).map_err(db_error)?);
+        }
+        let conn = slot
+            .as_mut()
+            .ok_or_else(|| Error::internal("writer connection missing"))?;
+        let r = f(conn);
+        if r.is_err() && !conn.is_autocommit() {
+            *slot = None;
+        }
+        r
+    }
+
     /// Runs `f` on a reader connection, here and now.
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let idle = self.readers.lock().ok().and_then(|mut v| v.pop());
@@ -152,46 +172,33 @@ impl Lite {
         link: LinkFn,
         tail: &mut Option<ChainTail>,
     ) -> Result<Vec<i64>> {
-        let mut slot = self
-            .writer
-            .lock()
-            .map_err(|_| Error::internal("audit writer connection poisoned"))?;
-        if slot.is_none() {
-            *slot = Some(open(&self.path, false).map_err(db_error)?);
-        }
-        let conn = slot
-            .as_mut()
-            .ok_or_else(|| Error::internal("audit writer connection missing"))?;
-        for _ in 0..20 {
-            let start = match tail.take() {
-                Some(t) => t,
-                None => conn
-                    .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                    .and_then(|mut st| st.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-                    .map_err(db_error)?
-                    .unwrap_or((0, vec![0u8; 32])),
-            };
-            let (rows, seqs, end) = super::audit::link_rows(entries, link, start);
-            match insert_audit(conn, &rows) {
-                Ok(()) => {
-                    *tail = Some(end);
-                    return Ok(seqs);
-                }
-                Err(e) => {
-                    // A connection left inside a failed transaction is not reused as it is.
-                    if !conn.is_autocommit() {
-                        *slot = None;
-                        return Err(db_error(e));
+        self.with_writer(|conn| {
+            for _ in 0..20 {
+                let start = match tail.take() {
+                    Some(t) => t,
+                    None => conn
+                        .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                        .and_then(|mut st| {
+                            st.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+                        })
+                        .map_err(db_error)?
+                        .unwrap_or((0, vec![0u8; 32])),
+                };
+                let (rows, seqs, end) = super::audit::link_rows(entries, link, start);
+                match insert_audit(conn, &rows) {
+                    Ok(()) => {
+                        *tail = Some(end);
+                        return Ok(seqs);
                     }
-                    if !is_unique_violation(&e) {
-                        return Err(db_error(e));
-                    }
+                    // Another writer took the sequence numbers: relink onto the new end.
+                    Err(e) if is_unique_violation(&e) && conn.is_autocommit() => {}
+                    Err(e) => return Err(db_error(e)),
                 }
             }
-        }
-        Err(Error::internal(
-            "audit append kept conflicting with other nodes",
-        ))
+            Err(Error::internal(
+                "audit append kept conflicting with other nodes",
+            ))
+        })
     }
 }
 
@@ -204,28 +211,16 @@ impl Lite {
         rows: &[LicenseRow],
         progress: Option<&ImportRunRow>,
     ) -> Result<()> {
-        let mut slot = self
-            .writer
-            .lock()
-            .map_err(|_| Error::internal("writer connection poisoned"))?;
-        if slot.is_none() {
-            *slot = Some(open(&self.path, false).map_err(db_error)?);
-        }
-        let conn = slot
-            .as_mut()
-            .ok_or_else(|| Error::internal("writer connection missing"))?;
-        let r = insert_licenses(conn, rows, progress);
-        if r.is_err() && !conn.is_autocommit() {
-            *slot = None;
-        }
-        r.map_err(|e| {
-            if is_unique_violation(&e) {
-                Error::AlreadyExists {
-                    what: "a license with one of these numbers".into(),
+        self.with_writer(|conn| {
+            insert_licenses(conn, rows, progress).map_err(|e| {
+                if is_unique_violation(&e) {
+                    Error::AlreadyExists {
+                        what: "a license with one of these numbers".into(),
+                    }
+                } else {
+                    db_error(e)
                 }
-            } else {
-                db_error(e)
-            }
+            })
         })
     }
 }
