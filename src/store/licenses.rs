@@ -248,9 +248,22 @@ pub struct LicenseFilter {
     pub limit: i64,
 }
 
-pub(super) const LICENSE_COLUMNS: &str = "SELECT lineage, id, version, type_code, number, issuer, holder_name, holder_code, \
-     holder_code_type, issue_date, valid_from, valid_to, status, record, signature, source_hash, issued_by, created_at, updated_at, \
-     status_index FROM licenses";
+/// The license columns, in [`LicenseRow`] order, as one literal so the lookups below are
+/// constants too (no SQL text built per query).
+macro_rules! license_select {
+    () => {
+        "SELECT lineage, id, version, type_code, number, issuer, holder_name, holder_code, \
+         holder_code_type, issue_date, valid_from, valid_to, status, record, signature, source_hash, issued_by, created_at, updated_at, \
+         status_index FROM licenses"
+    };
+}
+
+pub(super) const LICENSE_COLUMNS: &str = license_select!();
+/// The license with lineage `$1`.
+pub(super) const LICENSE_BY_LINEAGE: &str = concat!(license_select!(), " WHERE lineage = $1");
+/// The license of type `$1` with number `$2`.
+pub(super) const LICENSE_BY_NUMBER: &str =
+    concat!(license_select!(), " WHERE type_code = $1 AND number = $2");
 
 /// Reserves `$1` status-list indexes; returns the next free one after them.
 const STATUS_INDEX_RESERVE: &str = "INSERT INTO serial_counters (type_code, issuer, year, next) VALUES ('*status-list*', '', 0, $1) \
@@ -448,7 +461,7 @@ impl Store {
             return lite.license_by_lineage(lineage);
         }
         Ok(with_pool!(self, pool => {
-            sqlx::query_as::<_, LicenseRow>(&format!("{LICENSE_COLUMNS} WHERE lineage = $1"))
+            sqlx::query_as::<_, LicenseRow>(LICENSE_BY_LINEAGE)
                 .bind(lineage)
                 .fetch_optional(pool)
                 .await?
@@ -464,7 +477,7 @@ impl Store {
             return lite.license_by_number(type_code, number);
         }
         Ok(with_pool!(self, pool => {
-            sqlx::query_as::<_, LicenseRow>(&format!("{LICENSE_COLUMNS} WHERE type_code = $1 AND number = $2"))
+            sqlx::query_as::<_, LicenseRow>(LICENSE_BY_NUMBER)
                 .bind(type_code)
                 .bind(number)
                 .fetch_optional(pool)

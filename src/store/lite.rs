@@ -140,24 +140,18 @@ impl Lite {
     /// The newest version of a license, by lineage.
     pub fn license_by_lineage(&self, lineage: &str) -> Result<Option<LicenseRow>> {
         self.read(|c| {
-            c.prepare_cached(&format!(
-                "{} WHERE lineage = ?1",
-                super::licenses::LICENSE_COLUMNS
-            ))?
-            .query_row([lineage], license_row)
-            .optional()
+            c.prepare_cached(super::licenses::LICENSE_BY_LINEAGE)?
+                .query_row([lineage], license_row)
+                .optional()
         })
     }
 
     /// The license of a type with a number.
     pub fn license_by_number(&self, type_code: &str, number: &str) -> Result<Option<LicenseRow>> {
         self.read(|c| {
-            c.prepare_cached(&format!(
-                "{} WHERE type_code = ?1 AND number = ?2",
-                super::licenses::LICENSE_COLUMNS
-            ))?
-            .query_row([type_code, number], license_row)
-            .optional()
+            c.prepare_cached(super::licenses::LICENSE_BY_NUMBER)?
+                .query_row([type_code, number], license_row)
+                .optional()
         })
     }
 
