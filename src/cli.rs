@@ -235,7 +235,7 @@ pub enum LicenseCmd {
     Import {
         file: PathBuf,
         /// Lines per transaction.
-        #[arg(long, default_value_t = 5000)]
+        #[arg(long, default_value_t = crate::license::import::DEFAULT_BATCH)]
         batch: usize,
         /// Write bad lines as JSONL ({line, code, message, details}) to this file.
         #[arg(long)]

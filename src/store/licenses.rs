@@ -384,8 +384,8 @@ impl Store {
                 .await
             }
             Store::Sqlite(_, Some(lite)) => {
-                // Owned copies for the blocking pool: a few milliseconds per 5,000 rows against
-                // the tens of milliseconds their signatures took.
+                // Owned copies for the blocking pool: a few milliseconds per batch against the
+                // hundreds of milliseconds their signatures took.
                 let (lite, rows, progress) = (lite.clone(), rows.to_vec(), progress.cloned());
                 return tokio::task::spawn_blocking(move || {
                     lite.insert_licenses(&rows, progress.as_ref())
