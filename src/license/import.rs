@@ -47,11 +47,11 @@ pub struct ImportSummary {
 
 /// Lines per transaction by default. Each batch writes every leaf page its licenses land on
 /// to the WAL once, and random holder codes spread a batch over most leaves of the holder
-/// index: fewer, larger batches write each leaf fewer times. 20,000 against 5,000: about 15%
-/// more licenses per second on SQLite (`elicense bench --issuance-only --quick --licenses
-/// 300000 --postgres none`, docs/PERFORMANCE.md). A batch holds the database's write lock
-/// while its rows are inserted and committed, and a running service's writes wait for it:
-/// `--batch` lower for an import into a database that a live service writes to.
+/// index: fewer, larger batches write each leaf fewer times. 20,000 against 5,000: 8-16% more
+/// licenses per second on SQLite (`elicense bench --issuance-only`, docs/PERFORMANCE.md). A
+/// batch holds the database's write lock while its rows are inserted and committed, and a
+/// running service's writes wait for it: `--batch` lower for an import into a database that
+/// a live service writes to.
 pub const DEFAULT_BATCH: usize = 20_000;
 
 /// Import settings.
