@@ -2008,7 +2008,105 @@ mod audit {
     crate::both_backends!(
         audit_chain_detects_edits_deletions_swaps_and_truncation,
         two_writers_on_one_database_keep_one_chain,
+        subject_index_follows_the_log_and_verify_checks_it,
     );
+
+    async fn rows_about(env: &Env, subject: &str) -> Vec<i64> {
+        env.app
+            .store
+            .audit_about(&[subject.to_string()], "", 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.seq)
+            .collect()
+    }
+
+    async fn scalar(env: &Env, sql: &str) -> i64 {
+        match &env.app.store {
+            elicense::store::Store::Sqlite(p, _) => {
+                sqlx::query_scalar(sql).fetch_one(p).await.unwrap()
+            }
+            elicense::store::Store::Postgres(p) => {
+                sqlx::query_scalar(sql).fetch_one(p).await.unwrap()
+            }
+        }
+    }
+
+    /// The access list finds a subject's entries whether or not the indexer has reached them,
+    /// each once; the indexer catches up in chunks and is idempotent; `audit verify` names an
+    /// entry missing from the index, a forged index row (which the access list ignores), and
+    /// an index end beyond the log.
+    async fn subject_index_follows_the_log_and_verify_checks_it(env: Env) {
+        use elicense::audit::Entry;
+        let audit = env.app.licenses.audit();
+        let mut about_a = Vec::new();
+        for i in 0..7 {
+            let subject = if i % 3 == 0 { "sub-b" } else { "sub-a" };
+            let seq = audit
+                .append(Entry::new("t", "test.index", subject, json!({"i": i})))
+                .await
+                .unwrap();
+            if subject == "sub-a" {
+                about_a.push(seq);
+            }
+        }
+        about_a.reverse();
+        // Before, during and after indexing (the node's own indexer may run at any time too).
+        assert_eq!(rows_about(&env, "sub-a").await, about_a);
+        assert!(env.app.store.index_audit_subjects(1).await.unwrap() <= 1);
+        assert_eq!(rows_about(&env, "sub-a").await, about_a);
+        while env.app.store.index_audit_subjects(2).await.unwrap() > 0 {}
+        assert_eq!(env.app.store.index_audit_subjects(100).await.unwrap(), 0);
+        let end = scalar(&env, "SELECT MAX(seq) FROM audit_log").await;
+        assert_eq!(
+            scalar(&env, "SELECT seq FROM audit_subjects_done").await,
+            end
+        );
+        assert_eq!(
+            scalar(&env, "SELECT COUNT(*) FROM audit_subjects").await,
+            scalar(&env, "SELECT COUNT(*) FROM audit_log").await
+        );
+        assert_eq!(rows_about(&env, "sub-a").await, about_a);
+        assert_eq!(problem(&env).await, None);
+
+        // An entry taken out of the index.
+        let hidden = about_a[1];
+        env.exec(&format!("DELETE FROM audit_subjects WHERE seq = {hidden}"))
+            .await;
+        let p = problem(&env).await.expect("missing index row detected");
+        assert!(
+            p.contains(&format!("entry {hidden} is missing from the subject index")),
+            "{p}"
+        );
+        env.exec(&format!(
+            "INSERT INTO audit_subjects (subject, seq) VALUES ('sub-a', {hidden})"
+        ))
+        .await;
+        assert_eq!(problem(&env).await, None);
+        // An entry about sub-a listed under sub-b: not shown to sub-b, and reported.
+        env.exec(&format!(
+            "INSERT INTO audit_subjects (subject, seq) VALUES ('sub-b', {hidden})"
+        ))
+        .await;
+        assert!(!rows_about(&env, "sub-b").await.contains(&hidden));
+        let p = problem(&env).await.expect("forged index row detected");
+        assert!(
+            p.contains(&format!("lists entry {hidden} under a subject")),
+            "{p}"
+        );
+        env.exec(&format!(
+            "DELETE FROM audit_subjects WHERE subject = 'sub-b' AND seq = {hidden}"
+        ))
+        .await;
+        // An end beyond the log.
+        env.exec("UPDATE audit_subjects_done SET seq = seq + 100")
+            .await;
+        let p = problem(&env)
+            .await
+            .expect("index end beyond the log detected");
+        assert!(p.contains("the subject index claims entries up to"), "{p}");
+    }
 
     /// Two nodes' writers (each remembering where the chain ended after its own appends)
     /// append to one database in turns and at once; then one batch of the largest size goes in
@@ -2173,6 +2271,78 @@ mod audit {
             p.contains("were removed") || p.contains("bad signature"),
             "{p}"
         );
+    }
+}
+
+/// A database made before the subject index existed (migrations up to 0010, entries in the
+/// log) gets every existing entry indexed by the migration that adds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_indexes_the_existing_log() {
+    /// The migrations before the subject index, in a directory of their own.
+    fn old_migrations(backend: &str, dir: &std::path::Path) -> std::path::PathBuf {
+        let old = dir.join(format!("old-{backend}"));
+        std::fs::create_dir_all(&old).unwrap();
+        for f in std::fs::read_dir(format!("migrations/{backend}")).unwrap() {
+            let f = f.unwrap().path();
+            let name = f.file_name().unwrap().to_string_lossy().to_string();
+            if name.as_str() < "0011" {
+                std::fs::copy(&f, old.join(&name)).unwrap();
+            }
+        }
+        old
+    }
+    let entries = [(1, "x"), (2, "y"), (3, "x")].map(|(seq, subject)| {
+        format!(
+            "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) \
+             VALUES ({seq}, 0, 'a', 'test', '{subject}', '{{}}', '', '')"
+        )
+    });
+    async fn check(store: &elicense::store::Store) {
+        let about_x: Vec<i64> = store
+            .audit_about(&["x".to_string()], "", 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(about_x, [3, 1]);
+        // All three are in the index (nothing left for the tail scan), and it ends at 3.
+        assert_eq!(store.index_audit_subjects(100).await.unwrap(), 0);
+        assert_eq!(store.audit_subjects_problem().await.unwrap(), None);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    {
+        let opts = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+        let old = old_migrations("sqlite", dir.path());
+        let m = sqlx::migrate::Migrator::new(old.as_path()).await.unwrap();
+        m.run(&pool).await.unwrap();
+        for q in &entries {
+            sqlx::query(q).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    check(&elicense::store::Store::connect(&url).await.unwrap()).await;
+    if let Some(admin) = common::postgres_admin_url() {
+        let pg = common::PgScratch::create(&admin).await;
+        {
+            let pool = sqlx::PgPool::connect(&pg.url).await.unwrap();
+            let old = old_migrations("postgres", dir.path());
+            let m = sqlx::migrate::Migrator::new(old.as_path()).await.unwrap();
+            m.run(&pool).await.unwrap();
+            for q in &entries {
+                sqlx::query(q).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }
+        let store = elicense::store::Store::connect(&pg.url).await.unwrap();
+        check(&store).await;
+        if let elicense::store::Store::Postgres(p) = &store {
+            p.close().await;
+        }
     }
 }
 

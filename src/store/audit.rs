@@ -89,6 +89,18 @@ pub const MAX_AUDIT_BATCH: usize = 1024;
 const AUDIT_COLUMNS: &str =
     "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM audit_log";
 
+/// Where the subject index ends: every entry up to this one is in `audit_subjects`.
+pub(crate) const SUBJECTS_DONE: &str = "SELECT seq FROM audit_subjects_done WHERE id = 1";
+/// The log's last entry (0 when empty).
+pub(crate) const AUDIT_END: &str = "SELECT COALESCE(MAX(seq), 0) FROM audit_log";
+/// Indexes the entries in `($1, $2]`, in index order (one pass over the B-tree's leaves).
+pub(crate) const INDEX_SUBJECTS: &str = "INSERT INTO audit_subjects (subject, seq) \
+     SELECT subject, seq FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY subject, seq \
+     ON CONFLICT DO NOTHING";
+/// Moves the end of the subject index.
+pub(crate) const SET_SUBJECTS_DONE: &str = "INSERT INTO audit_subjects_done (id, seq) VALUES (1, $1) \
+     ON CONFLICT (id) DO UPDATE SET seq = excluded.seq";
+
 impl Store {
     /// The end of the chain: the last entry's sequence number and hash (`(0, [0; 32])` when the
     /// log is empty).
@@ -169,6 +181,89 @@ impl Store {
         Err(Error::internal(
             "audit append kept conflicting with other nodes",
         ))
+    }
+
+    /// Copies `(subject, seq)` of up to `limit` committed entries after the end of the subject
+    /// index into `audit_subjects` and moves its end past them, in one transaction; returns
+    /// how many entries it indexed. Committed entries always form an unbroken prefix of the
+    /// chain (an entry links to the committed hash of the one before), so the index covers
+    /// exactly the entries up to its end. Several nodes may run it at once: on PostgreSQL the
+    /// end's row is locked for the transaction, on SQLite the write lock serialises them, and
+    /// a row indexed twice is skipped.
+    pub async fn index_audit_subjects(&self, limit: i64) -> Result<i64> {
+        if let Store::Sqlite(_, Some(lite)) = self {
+            let lite = lite.clone();
+            return tokio::task::spawn_blocking(move || lite.index_audit_subjects(limit))
+                .await
+                .map_err(|e| Error::internal(format!("audit subject index: {e}")))?;
+        }
+        let done_sql = match self {
+            Store::Postgres(_) => format!("{SUBJECTS_DONE} FOR UPDATE"),
+            Store::Sqlite(..) => SUBJECTS_DONE.to_string(),
+        };
+        Ok(with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let done: i64 = sqlx::query_scalar(&done_sql)
+                .fetch_optional(&mut *tx)
+                .await?
+                .unwrap_or(0);
+            let end: i64 = sqlx::query_scalar(AUDIT_END).fetch_one(&mut *tx).await?;
+            let hi = end.min(done.saturating_add(limit));
+            if hi <= done {
+                0
+            } else {
+                sqlx::query(INDEX_SUBJECTS).bind(done).bind(hi).execute(&mut *tx).await?;
+                sqlx::query(SET_SUBJECTS_DONE).bind(hi).execute(&mut *tx).await?;
+                tx.commit().await?;
+                hi - done
+            }
+        }))
+    }
+
+    /// The first disagreement between the subject index and the log, if any: an entry up to
+    /// the index's end that it does not list (the holder's access list would not show it), a
+    /// listed entry the log does not have under that subject, or an end beyond the log's.
+    pub async fn audit_subjects_problem(&self) -> Result<Option<String>> {
+        let (done, end): (Option<i64>, i64) = with_pool!(self, pool => {
+            let done: Option<i64> = sqlx::query_scalar(SUBJECTS_DONE).fetch_optional(pool).await?;
+            let end: i64 = sqlx::query_scalar(AUDIT_END).fetch_one(pool).await?;
+            (done, end)
+        });
+        let Some(done) = done else {
+            return Ok(Some("the subject index has no end recorded".into()));
+        };
+        if done > end {
+            return Ok(Some(format!(
+                "the subject index claims entries up to {done}, but the log ends at {end}"
+            )));
+        }
+        let missing: Option<i64> = with_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT l.seq FROM audit_log l WHERE l.seq <= $1 AND NOT EXISTS \
+                 (SELECT 1 FROM audit_subjects s WHERE s.subject = l.subject AND s.seq = l.seq) \
+                 ORDER BY l.seq LIMIT 1",
+            )
+            .bind(done)
+            .fetch_optional(pool)
+            .await?
+        });
+        if let Some(seq) = missing {
+            return Ok(Some(format!(
+                "entry {seq} is missing from the subject index: the holder's access list would not show it"
+            )));
+        }
+        let extra: Option<i64> = with_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT s.seq FROM audit_subjects s WHERE NOT EXISTS \
+                 (SELECT 1 FROM audit_log l WHERE l.seq = s.seq AND l.subject = s.subject) \
+                 ORDER BY s.seq LIMIT 1",
+            )
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(extra.map(|seq| {
+            format!("the subject index lists entry {seq} under a subject the entry is not about")
+        }))
     }
 
     /// A page of the log from `after` (exclusive), in order.

@@ -136,19 +136,45 @@ impl Store {
     }
 
     /// Audit entries about any of `subjects` whose action starts with `prefix`, newest first.
+    ///
+    /// The entries up to the end of the subject index are found through it; the ones after,
+    /// which the indexer has not reached yet (a fraction of a second of the log, unless the
+    /// indexer is behind), by a scan of that tail. The end is read first: an index that moves
+    /// on meanwhile only makes the two parts overlap. Every row found is checked against the
+    /// subjects once more, so a forged index row cannot show a holder someone else's entry.
     pub async fn audit_about(
         &self,
         subjects: &[String],
         prefix: &str,
         limit: i64,
     ) -> Result<Vec<super::AuditRow>> {
+        let done: i64 = with_pool!(self, pool => {
+            sqlx::query_scalar(super::audit::SUBJECTS_DONE)
+                .fetch_optional(pool)
+                .await?
+                .unwrap_or(0)
+        });
         let mut out = Vec::new();
         for chunk in subjects.chunks(200) {
             with_pool!(self, pool => {
                 let mut qb = sqlx::QueryBuilder::new(
-                    "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM audit_log WHERE action LIKE ",
+                    "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM audit_log \
+                     WHERE seq IN (SELECT seq FROM audit_subjects WHERE subject IN (",
                 );
-                qb.push_bind(format!("{prefix}%")).push(" AND subject IN (");
+                let mut sep = qb.separated(", ");
+                for s in chunk {
+                    sep.push_bind(s);
+                }
+                qb.push(") UNION ALL SELECT seq FROM audit_log WHERE seq > ")
+                    .push_bind(done)
+                    .push(" AND subject IN (");
+                let mut sep = qb.separated(", ");
+                for s in chunk {
+                    sep.push_bind(s);
+                }
+                qb.push(")) AND action LIKE ")
+                    .push_bind(format!("{prefix}%"))
+                    .push(" AND subject IN (");
                 let mut sep = qb.separated(", ");
                 for s in chunk {
                     sep.push_bind(s);

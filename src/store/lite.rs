@@ -197,6 +197,38 @@ impl Lite {
 }
 
 impl Lite {
+    /// [`super::Store::index_audit_subjects`] on the writer connection (blocks while SQLite
+    /// commits); the audit log's batches wait for it, as for any write.
+    pub fn index_audit_subjects(&self, limit: i64) -> Result<i64> {
+        self.with_writer(|conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db_error)?;
+            let indexed = (|| -> rusqlite::Result<i64> {
+                let done: i64 = tx
+                    .prepare_cached(super::audit::SUBJECTS_DONE)?
+                    .query_row([], |r| r.get(0))
+                    .optional()?
+                    .unwrap_or(0);
+                let end: i64 = tx
+                    .prepare_cached(super::audit::AUDIT_END)?
+                    .query_row([], |r| r.get(0))?;
+                let hi = end.min(done.saturating_add(limit));
+                if hi <= done {
+                    return Ok(0);
+                }
+                tx.prepare_cached(super::audit::INDEX_SUBJECTS)?
+                    .execute(params![done, hi])?;
+                tx.prepare_cached(super::audit::SET_SUBJECTS_DONE)?
+                    .execute(params![hi])?;
+                Ok(hi - done)
+            })()
+            .map_err(db_error)?;
+            tx.commit().map_err(db_error)?;
+            Ok(indexed)
+        })
+    }
+
     /// Stores newly issued licenses and, when given, the import progress that covers them, in
     /// one transaction on the writer connection (blocks while SQLite commits). A number that
     /// is already taken refuses the whole batch.
