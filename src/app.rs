@@ -29,8 +29,6 @@ pub struct Parts {
     pub pki: Pki,
     pub licenses: Licenses,
     pub audit: crate::audit::Audit,
-    /// This node's receipt signer (one signature per batch of answers).
-    pub receipts: crate::verify::receipt::Receipts,
     /// Issuer facts for verification, shared by all requests of this node.
     pub issuers: Arc<crate::verify::IssuerCache>,
     /// Client-certificate revocations, shared by all requests of this node.
@@ -71,7 +69,6 @@ impl App {
         let audit = crate::audit::Audit::start(store.clone(), pki.clone(), clock.clone());
         let licenses = Licenses::new(store.clone(), pki.clone(), clock.clone(), audit.clone());
         licenses.ensure_builtin_types().await?;
-        let receipts = crate::verify::receipt::Receipts::start(pki.clone());
         Ok(App(Arc::new(Parts {
             signature_memo: crate::verify::memo::SignatureMemo::new(config.signature_memo_entries),
             config: Arc::new(config),
@@ -79,7 +76,6 @@ impl App {
             pki,
             licenses,
             audit,
-            receipts,
             issuers: Arc::new(crate::verify::IssuerCache::default()),
             revocations: Arc::new(crate::verify::clients::RevocationCache::default()),
             show_code_trust: Arc::new(crate::present::TrustCache::default()),

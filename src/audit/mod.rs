@@ -64,7 +64,16 @@ impl Entry {
     }
 }
 
-type Job = (Entry, oneshot::Sender<Result<i64>>);
+/// Makes a receipt's statements from the sequence number and time of the entry it cites.
+pub type Statements = Box<dyn FnOnce(i64, i64) -> Result<Vec<u8>> + Send>;
+
+/// An entry to append, the receipt to sign with it (if any), and where to send the entry's
+/// sequence number, its time and the receipt.
+type Job = (
+    Entry,
+    Option<Statements>,
+    oneshot::Sender<Result<(i64, i64, Option<String>)>>,
+);
 
 /// A handle to this node's audit writer.
 #[derive(Clone, Debug)]
@@ -119,7 +128,7 @@ fn take_batch(first: Job, rx: &mut mpsc::Receiver<Job>) -> Vec<Job> {
 /// The entries of a batch, stamped with one time, details as canonical JSON.
 fn entries_of(jobs: &[Job], at: i64) -> Vec<NewAuditEntry> {
     jobs.iter()
-        .map(|(e, _)| NewAuditEntry {
+        .map(|(e, _, _)| NewAuditEntry {
             at,
             actor: e.actor.clone(),
             action: e.action.clone(),
@@ -129,12 +138,48 @@ fn entries_of(jobs: &[Job], at: i64) -> Vec<NewAuditEntry> {
         .collect()
 }
 
-/// Answers every job of a batch with its sequence number, or all of them with the error.
-fn answer(jobs: Vec<Job>, r: &Result<Vec<i64>>) {
+/// Answers every job of a batch with its sequence number and time, or all of them with the
+/// error. The jobs that asked for a receipt are answered by a task of their own that signs
+/// their statements under one signature (receipt::sign_batch), so the writer goes on to its
+/// next batch meanwhile.
+fn answer(jobs: Vec<Job>, r: &Result<Vec<i64>>, pki: &Pki, at: i64) {
     match r {
         Ok(seqs) => {
-            for ((_, reply), seq) in jobs.into_iter().zip(seqs) {
-                let _ = reply.send(Ok(*seq));
+            let mut with = Vec::new();
+            for ((_, f, reply), seq) in jobs.into_iter().zip(seqs) {
+                match f {
+                    None => {
+                        let _ = reply.send(Ok((*seq, at, None)));
+                    }
+                    Some(f) => match f(*seq, at) {
+                        Ok(st) => with.push((st, *seq, reply)),
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    },
+                }
+            }
+            if !with.is_empty() {
+                let pki = pki.clone();
+                tokio::spawn(async move {
+                    let texts = {
+                        let leaves: Vec<&[u8]> =
+                            with.iter().map(|(s, _, _)| s.as_slice()).collect();
+                        crate::verify::receipt::sign_batch(&pki, &leaves).await
+                    };
+                    match texts {
+                        Ok(texts) => {
+                            for ((_, seq, reply), t) in with.into_iter().zip(texts) {
+                                let _ = reply.send(Ok((seq, at, Some(t))));
+                            }
+                        }
+                        Err(e) => {
+                            for (_, _, reply) in with {
+                                let _ = reply.send(Err(e.for_waiter("receipt signer")));
+                            }
+                        }
+                    }
+                });
             }
         }
         Err(e) => {
@@ -143,7 +188,7 @@ fn answer(jobs: Vec<Job>, r: &Result<Vec<i64>>) {
             } else {
                 tracing::error!(error = %e, "audit append failed");
             }
-            for (_, reply) in jobs {
+            for (_, _, reply) in jobs {
                 let _ = reply.send(Err(e.for_waiter("audit")));
             }
         }
@@ -185,7 +230,7 @@ impl Audit {
                 let at = clock.unix();
                 let entries = entries_of(&jobs, at);
                 let r = store.append_audit(&entries, link, &mut state.tail).await;
-                answer(jobs, &r);
+                answer(jobs, &r, &pki, at);
                 if r.is_ok() {
                     state.checkpoint(&store, &pki, at).await;
                 }
@@ -198,11 +243,12 @@ impl Audit {
     pub async fn append(&self, e: Entry) -> Result<i64> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send((e, reply))
+            .send((e, None, reply))
             .await
             .map_err(|_| Error::internal("audit writer stopped"))?;
         rx.await
             .map_err(|_| Error::internal("audit writer stopped"))?
+            .map(|(seq, _, _)| seq)
     }
 }
 
@@ -228,6 +274,24 @@ async fn index_subjects(store: Store, writer: mpsc::WeakSender<Job>) {
                 }
             }
         }
+    }
+}
+
+impl Audit {
+    /// Appends an entry and, once it is committed, signs the receipt whose statements `f` makes
+    /// from the entry's sequence number and time, together with the other receipts of its
+    /// batch. Returns the sequence number, the time and the receipt's text.
+    pub async fn append_with_receipt(&self, e: Entry, f: Statements) -> Result<(i64, i64, String)> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send((e, Some(f), reply))
+            .await
+            .map_err(|_| Error::internal("audit writer stopped"))?;
+        let (seq, at, receipt) = rx
+            .await
+            .map_err(|_| Error::internal("audit writer stopped"))??;
+        let receipt = receipt.ok_or_else(|| Error::internal("receipt missing"))?;
+        Ok((seq, at, receipt))
     }
 }
 

@@ -314,34 +314,39 @@ async fn record_outcome(
     if let (Some(d), Some(extra)) = (details.as_object_mut(), o.extra.as_object()) {
         d.extend(extra.clone());
     }
-    let audit_seq = app
-        .audit
-        .append(crate::audit::Entry::new(
-            &client.id,
-            "verification",
-            o.license_id,
-            details,
-        ))
-        .await?;
-    let checked_at = app.clock.unix();
+    // The receipt cites the audit entry and its time: its statements are made once the entry
+    // has its place, and signed with the rest of its batch.
     let region = app.licenses.region_code().await?;
-    let receipt = app
-        .receipts
-        .issue(&receipt::Facts {
+    let (license_id, status_code, fields, basis) = (
+        o.license_id.to_string(),
+        o.status.code(),
+        o.fields.clone(),
+        o.basis.to_string(),
+    );
+    let (client_id, matter_code, case_number) = (
+        client.id.clone(),
+        r.matter_code.clone(),
+        r.case_number.clone(),
+    );
+    let (license_version, authentic) = (o.license_version, o.authentic);
+    let statements: crate::audit::Statements = Box::new(move |audit_seq, at| {
+        receipt::statements(&receipt::Facts {
             region: &region,
-            license_id: o.license_id,
-            license_version: o.license_version,
-            status_code: o.status.code(),
-            authentic: o.authentic,
-            fields: o.fields,
-            basis: o.basis,
-            client: &client.id,
-            matter_code: &r.matter_code,
-            case_number: &r.case_number,
-            verified_at: checked_at,
+            license_id: &license_id,
+            license_version,
+            status_code,
+            authentic,
+            fields: &fields,
+            basis: &basis,
+            client: &client_id,
+            matter_code: &matter_code,
+            case_number: &case_number,
+            verified_at: at,
             audit_seq,
         })
-        .await?;
+    });
+    let entry = crate::audit::Entry::new(&client.id, "verification", o.license_id, details);
+    let (_, checked_at, receipt) = app.audit.append_with_receipt(entry, statements).await?;
     Ok((checked_at, receipt))
 }
 

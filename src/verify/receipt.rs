@@ -9,9 +9,11 @@
 //! Receipt of RFC 9942): a COSE_Sign1 (ES256) by the service signer, whose certificate travels
 //! in the `x5chain` header, over the root of an RFC 9162 Merkle tree (verifiable data structure
 //! `RFC9162_SHA256`, detached payload) with the inclusion proof of these statements in its
-//! unprotected header. The receipts answered together share one signature: one ECDSA signature
-//! per batch instead of one per answer, the most expensive step of a verification after the
-//! transport. Anyone with the region root verifies a receipt offline: the statements' leaf hash
+//! unprotected header. The receipts of one audit batch share one signature: once the batch has
+//! committed, the audit writer hands their statements (which cite their entries) to a task that
+//! signs the tree's root once and answers them all (`crate::audit::Audit::append_with_receipt`);
+//! one ECDSA signature per batch instead of one per answer, the most expensive step of a
+//! verification after the transport. Anyone with the region root verifies a receipt offline: the statements' leaf hash
 //! and the inclusion proof give the root, and the signature over that root must hold. A batch's
 //! tree is padded with empty leaves to a power of two, and the verifier requires the tree size
 //! to be `2^len(path)`: otherwise a changed size in the (unsigned) proof could still lead to the
@@ -29,7 +31,6 @@ use base64::Engine;
 use coset::{CborSerializable, CoseSign1, CoseSign1Builder, HeaderBuilder, iana};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use tokio::sync::{mpsc, oneshot};
 
 /// Text form prefix of a batched receipt (RFC 9942 COSE Receipt).
 pub const PREFIX: &str = "ELR2:";
@@ -44,8 +45,6 @@ const HEADER_VDP: i64 = 396;
 const VDS_RFC9162_SHA256: i64 = 1;
 /// Inclusion proofs in a `vdp` map.
 const VDP_INCLUSION: i64 = -1;
-/// Most receipts under one signature.
-const MAX_BATCH: usize = 1024;
 
 /// What a receipt states.
 #[derive(Debug, Clone)]
@@ -69,8 +68,8 @@ fn field_hash(v: &Value) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
 }
 
-/// The statements of a receipt, as canonical JSON.
-fn statements(f: &Facts<'_>) -> Result<Vec<u8>> {
+/// The statements of a receipt, as canonical JSON (a leaf of its batch's tree).
+pub fn statements(f: &Facts<'_>) -> Result<Vec<u8>> {
     use ring::rand::SecureRandom;
     let released: Map<String, Value> = f
         .fields
@@ -89,64 +88,6 @@ fn statements(f: &Facts<'_>) -> Result<Vec<u8>> {
         "verified_at": f.verified_at, "audit_seq": f.audit_seq, "nonce": hex::encode(nonce),
     });
     serde_json::to_vec(&Canonical(&payload)).map_err(Error::internal)
-}
-
-type Job = (Vec<u8>, oneshot::Sender<Result<String>>);
-
-/// A handle to this node's receipt signer: a task that signs whatever receipts have queued up
-/// while it signed the previous batch, under one signature.
-#[derive(Clone, Debug)]
-pub struct Receipts {
-    tx: mpsc::Sender<Job>,
-}
-
-impl Receipts {
-    /// Starts the signer task.
-    pub fn start(pki: Pki) -> Receipts {
-        let (tx, mut rx) = mpsc::channel::<Job>(4096);
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                // The answers of one audit batch resume together; the task that woke this one
-                // would otherwise be followed at once by this task (tokio runs a just-woken task
-                // next), and every batch would hold one receipt. Letting the others run first
-                // gathers them.
-                tokio::task::yield_now().await;
-                let mut jobs = vec![first];
-                while jobs.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(j) => jobs.push(j),
-                        Err(_) => break,
-                    }
-                }
-                let leaves: Vec<&[u8]> = jobs.iter().map(|(s, _)| s.as_slice()).collect();
-                match sign_batch(&pki, &leaves).await {
-                    Ok(texts) => {
-                        for ((_, reply), text) in jobs.into_iter().zip(texts) {
-                            let _ = reply.send(Ok(text));
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "receipt signing failed");
-                        for (_, reply) in jobs {
-                            let _ = reply.send(Err(e.for_waiter("receipt signer")));
-                        }
-                    }
-                }
-            }
-        });
-        Receipts { tx }
-    }
-
-    /// Signs a receipt; returns its text form.
-    pub async fn issue(&self, f: &Facts<'_>) -> Result<String> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send((statements(f)?, reply))
-            .await
-            .map_err(|_| Error::internal("receipt signer stopped"))?;
-        rx.await
-            .map_err(|_| Error::internal("receipt signer stopped"))?
-    }
 }
 
 /// Signs the root of the tree over `leaves` once and returns each leaf's receipt text.
