@@ -8,7 +8,7 @@
 //! all and names the first bad entry.
 //!
 //! The holder's access list finds a subject's entries through `audit_subjects`, which each
-//! node's indexer fills in bulk from the committed log a few times a second (the unindexed tail
+//! node's indexer fills in bulk from the committed log once a second (the unindexed tail
 //! is scanned directly); `audit verify` checks that index against the log too.
 //!
 //! Appends go through one writer task per node that commits whatever has queued up as one

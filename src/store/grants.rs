@@ -138,7 +138,7 @@ impl Store {
     /// Audit entries about any of `subjects` whose action starts with `prefix`, newest first.
     ///
     /// The entries up to the end of the subject index are found through it; the ones after,
-    /// which the indexer has not reached yet (a fraction of a second of the log, unless the
+    /// which the indexer has not reached yet (about a second of the log, unless the
     /// indexer is behind), by a scan of that tail. The end is read first: an index that moves
     /// on meanwhile only makes the two parts overlap. Every row found is checked against the
     /// subjects once more, so a forged index row cannot show a holder someone else's entry.
