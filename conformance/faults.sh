@@ -200,8 +200,12 @@ assert a['issued'] == 150000 and a['failed'] == 0, a
 assert b['issued_this_run'] == 0 and b['already_complete'], b"
 check "every license in the database verifies (cbor2 + cryptography, no half-written record)" \
   "$py" conformance/verify_licenses.py "$c_base" "$token"
-check "SQLite integrity_check after kill -9" \
-  "$py" -c "import sqlite3; r = sqlite3.connect('$work/c/elicense.db').execute('PRAGMA integrity_check').fetchone()[0]; assert r == 'ok', r"
+check "SQLite integrity_check after kill -9 (the database and its audit file)" \
+  "$py" -c "
+import sqlite3
+for f in ('elicense.db', 'elicense-audit.db'):
+    r = sqlite3.connect('$work/c/' + f).execute('PRAGMA integrity_check').fetchone()[0]
+    assert r == 'ok', (f, r)"
 
 echo "== kill -9 during sealing"
 curl -sf "$c_base/v1/pki/root" >"$work/c-root.pem"
@@ -212,7 +216,7 @@ seal=$(curl -sf -H "Authorization: Bearer $token" "$c_base/v1/seals" \
 sleep 3
 kill -9 "$c_pid"; wait "$sp" 2>/dev/null
 sealed=$(grep -c '^sealed' "$work/sealed.txt" || true)
-logged=$("$py" -c "import sqlite3; print(sqlite3.connect('$work/c/elicense.db').execute(\"SELECT count(*) FROM audit_log WHERE action = 'seal.sign'\").fetchone()[0])")
+logged=$("$py" -c "import sqlite3; print(sqlite3.connect('$work/c/elicense-audit.db').execute(\"SELECT count(*) FROM audit_log WHERE action = 'seal.sign'\").fetchone()[0])")
 echo "       seals acknowledged before the kill: $sealed; seal.sign entries in the audit log: $logged"
 check "every acknowledged seal is in the audit log after kill -9" sh -c "[ $sealed -gt 0 ] && [ $logged -ge $sealed ]"
 big="$work/big.pdf"

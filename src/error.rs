@@ -131,6 +131,9 @@ pub enum Error {
     NotInitialised,
     #[error("the key store cannot be opened: {reason}")]
     KeyStore { reason: String },
+    /// The SQLite audit log file is missing, or not the one the database was written with.
+    #[error("the audit log file {path} cannot be used: {reason}")]
+    AuditFile { path: String, reason: String },
     #[error("the database is unavailable")]
     DatabaseUnavailable(#[source] sqlx::Error),
     /// The database went away under a shared operation (the audit writer's group commit):
@@ -183,6 +186,7 @@ impl Error {
             Error::TimestampUnavailable { .. } => "TSA-0002",
             Error::NotInitialised => "SYS-0001",
             Error::KeyStore { .. } => "SYS-0002",
+            Error::AuditFile { .. } => "SYS-0003",
             Error::DatabaseUnavailable(_) | Error::DatabaseUnavailableFor { .. } => "SYS-0503",
             Error::Internal(_) => "SYS-0500",
         }
@@ -226,7 +230,10 @@ impl Error {
             Error::DatabaseUnavailable(_) | Error::DatabaseUnavailableFor { .. } => {
                 Kind::Unavailable
             }
-            Error::NotInitialised | Error::KeyStore { .. } | Error::Internal(_) => Kind::Internal,
+            Error::NotInitialised
+            | Error::KeyStore { .. }
+            | Error::AuditFile { .. }
+            | Error::Internal(_) => Kind::Internal,
         }
     }
 

@@ -2275,7 +2275,8 @@ mod audit {
 }
 
 /// A database made before the subject index existed (migrations up to 0010, entries in the
-/// log) gets every existing entry indexed by the migration that adds it.
+/// log) gets every existing entry indexed by the migration that adds it; on SQLite the log
+/// also moves to its own file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migration_indexes_the_existing_log() {
     /// The migrations before the subject index, in a directory of their own.
@@ -2326,6 +2327,31 @@ async fn migration_indexes_the_existing_log() {
         pool.close().await;
     }
     check(&elicense::store::Store::connect(&url).await.unwrap()).await;
+    // On SQLite the log moved to the audit file, and the main file's copy is gone.
+    let tables = |file: &str| {
+        let path = dir.path().join(file);
+        async move {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'audit%' ORDER BY name",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+            names
+        }
+    };
+    assert_eq!(
+        tables("old.db").await,
+        ["audit_file", "audit_subjects", "audit_subjects_done"]
+    );
+    assert_eq!(
+        tables("old-audit.db").await,
+        ["audit_checkpoints", "audit_log", "audit_meta"]
+    );
     if let Some(admin) = common::postgres_admin_url() {
         let pg = common::PgScratch::create(&admin).await;
         {
@@ -2344,6 +2370,161 @@ async fn migration_indexes_the_existing_log() {
             p.close().await;
         }
     }
+}
+
+/// Builds a SQLite database as a build before the audit file made it (migrations up to 0011,
+/// the log in the main file) with `entries` in its log.
+async fn legacy_sqlite(dir: &std::path::Path, name: &str, entries: &[(i64, &str, &str)]) -> String {
+    let old = dir.join("old-sqlite-0011");
+    std::fs::create_dir_all(&old).unwrap();
+    for f in std::fs::read_dir("migrations/sqlite").unwrap() {
+        let f = f.unwrap().path();
+        let n = f.file_name().unwrap().to_string_lossy().to_string();
+        if n.as_str() < "0012" {
+            std::fs::copy(&f, old.join(&n)).unwrap();
+        }
+    }
+    let url = format!("sqlite://{}", dir.join(name).display());
+    let opts = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+        .unwrap()
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    for (seq, subject, hash) in entries {
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) \
+             VALUES ($1, 0, 'a', 'test', $2, '{}', x'', $3)",
+        )
+        .bind(seq)
+        .bind(subject)
+        .bind(hash.as_bytes())
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+    url
+}
+
+/// Runs `sql` on a SQLite file with a plain connection; returns the first column of each row.
+async fn sqlite_rows(path: &std::path::Path, sql: &str) -> Vec<String> {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let rows: Vec<String> = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
+    pool.close().await;
+    rows
+}
+
+/// The move of a legacy log into the audit file is safe to repeat: rows already there (an
+/// earlier start copied them, then an older build appended more) are kept and the rest are
+/// copied; and when the audit file holds an entry that differs from the main file's, nothing
+/// is dropped and the start fails, naming the migration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_audit_log_moves_to_its_file_only_when_every_entry_arrived() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries = [(1, "x", "h1"), (2, "y", "h2"), (3, "x", "h3")];
+    let url = legacy_sqlite(dir.path(), "a.db", &entries).await;
+    // An audit file that already has entry 1, as a copy before the older build's last appends.
+    {
+        let store = elicense::store::Store::connect(&format!(
+            "sqlite://{}",
+            dir.path().join("seed.db").display()
+        ))
+        .await
+        .unwrap();
+        store.close().await;
+        std::fs::copy(
+            dir.path().join("seed-audit.db"),
+            dir.path().join("a-audit.db"),
+        )
+        .unwrap();
+        sqlite_rows(
+            &dir.path().join("a-audit.db"),
+            "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) \
+             VALUES (1, 0, 'a', 'test', 'x', '{}', x'', CAST('h1' AS BLOB)) RETURNING subject",
+        )
+        .await;
+    }
+    let store = elicense::store::Store::connect(&url).await.unwrap();
+    let about_x: Vec<i64> = store
+        .audit_about(&["x".to_string()], "", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(about_x, [3, 1]);
+    store.close().await;
+    assert_eq!(
+        sqlite_rows(
+            &dir.path().join("a-audit.db"),
+            "SELECT CAST(seq AS TEXT) FROM audit_log ORDER BY seq"
+        )
+        .await,
+        ["1", "2", "3"]
+    );
+
+    // The audit file disagrees about entry 2: the copy keeps the file's row, the migration's
+    // check refuses the drop, and the main file keeps its log.
+    let url = legacy_sqlite(dir.path(), "b.db", &entries).await;
+    std::fs::copy(
+        dir.path().join("seed-audit.db"),
+        dir.path().join("b-audit.db"),
+    )
+    .unwrap();
+    sqlite_rows(
+        &dir.path().join("b-audit.db"),
+        "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) \
+         VALUES (2, 0, 'a', 'test', 'y', '{}', x'', CAST('other' AS BLOB)) RETURNING subject",
+    )
+    .await;
+    let e = elicense::store::Store::connect(&url).await.unwrap_err();
+    assert!(e.to_string().contains("migrations"), "{e}");
+    assert_eq!(
+        sqlite_rows(
+            &dir.path().join("b.db"),
+            "SELECT CAST(COUNT(*) AS TEXT) FROM audit_log"
+        )
+        .await,
+        ["3"]
+    );
+}
+
+/// A SQLite database refuses to start without the audit file it was written with (a lost
+/// file would restart the chain empty and hide every earlier entry) or with another
+/// deployment's, and starts again once its own is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_database_refuses_a_missing_or_foreign_audit_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
+    for name in ["t.db", "other.db"] {
+        let store = elicense::store::Store::connect(&url(name)).await.unwrap();
+        store.close().await;
+    }
+    let own = dir.path().join("t-audit.db");
+    let kept = dir.path().join("kept-audit.db");
+    std::fs::rename(&own, &kept).unwrap();
+    let e = elicense::store::Store::connect(&url("t.db"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "SYS-0003");
+    assert!(e.to_string().contains("it is missing"), "{e}");
+    assert!(!own.exists(), "no empty audit file is left in its place");
+    std::fs::copy(dir.path().join("other-audit.db"), &own).unwrap();
+    let e = elicense::store::Store::connect(&url("t.db"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "SYS-0003");
+    assert!(e.to_string().contains("restore the audit file"), "{e}");
+    std::fs::rename(&kept, &own).unwrap();
+    let store = elicense::store::Store::connect(&url("t.db")).await.unwrap();
+    store.close().await;
 }
 
 #[test]
@@ -2401,7 +2582,8 @@ fn audit_verify_cli_reports_tampering() {
         String::from_utf8_lossy(&ok.stderr)
     );
     assert!(String::from_utf8_lossy(&ok.stdout).contains("intact: 1 entries"));
-    let db = dir.path().join("elicense.db");
+    // The audit log lives in the audit file beside the database.
+    let db = dir.path().join("elicense-audit.db");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))

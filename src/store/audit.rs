@@ -134,7 +134,7 @@ impl Store {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        if let Store::Sqlite(_, Some(lite)) = self {
+        if let Store::Sqlite(_, lite) = self {
             // The direct connection's path (what this node's audit writer thread runs).
             let (lite, entries, start) = (lite.clone(), entries.to_vec(), tail.take());
             let (r, end) = tokio::task::spawn_blocking(move || {
@@ -191,7 +191,7 @@ impl Store {
     /// end's row is locked for the transaction, on SQLite the write lock serialises them, and
     /// a row indexed twice is skipped.
     pub async fn index_audit_subjects(&self, limit: i64) -> Result<i64> {
-        if let Store::Sqlite(_, Some(lite)) = self {
+        if let Store::Sqlite(_, lite) = self {
             let lite = lite.clone();
             return tokio::task::spawn_blocking(move || lite.index_audit_subjects(limit))
                 .await

@@ -383,7 +383,7 @@ impl Store {
                 }
                 .await
             }
-            Store::Sqlite(_, Some(lite)) => {
+            Store::Sqlite(_, lite) => {
                 // Owned copies for the blocking pool: a few milliseconds per batch against the
                 // hundreds of milliseconds their signatures took.
                 let (lite, rows, progress) = (lite.clone(), rows.to_vec(), progress.cloned());
@@ -392,15 +392,6 @@ impl Store {
                 })
                 .await
                 .map_err(|e| Error::internal(format!("license insert: {e}")))?;
-            }
-            Store::Sqlite(pool, None) => {
-                async {
-                    let mut tx = pool.begin().await?;
-                    insert_rows!(tx, rows);
-                    upsert_progress!(tx, progress);
-                    tx.commit().await
-                }
-                .await
             }
         };
         r.map_err(insert_error)
@@ -457,7 +448,7 @@ impl Store {
     }
 
     pub async fn license_by_lineage(&self, lineage: &str) -> Result<Option<LicenseRow>> {
-        if let Store::Sqlite(_, Some(lite)) = self {
+        if let Store::Sqlite(_, lite) = self {
             return lite.license_by_lineage(lineage);
         }
         Ok(with_pool!(self, pool => {
@@ -473,7 +464,7 @@ impl Store {
         type_code: &str,
         number: &str,
     ) -> Result<Option<LicenseRow>> {
-        if let Store::Sqlite(_, Some(lite)) = self {
+        if let Store::Sqlite(_, lite) = self {
             return lite.license_by_number(type_code, number);
         }
         Ok(with_pool!(self, pool => {

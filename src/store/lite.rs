@@ -1,5 +1,5 @@
-//! Direct SQLite connections for the two hottest statements of a verification: the license
-//! lookup and the audit log's group commit.
+//! Direct SQLite connections for the hottest statements: the license lookup, the audit log's
+//! group commit, the audit subject index and the bulk license insert.
 //!
 //! sqlx runs every SQLite connection on a worker thread of its own, so each query is a round
 //! trip between threads: the request goes to the worker, the rows come back one message each,
@@ -7,61 +7,111 @@
 //! hand-off cost more CPU than SQLite itself (`perf record --call-graph dwarf` of
 //! `elicense bench --verify-only`: docs/PERFORMANCE.md). Here a point lookup by primary key
 //! runs where it is asked for, on a connection taken from a small free list: on cached pages it
-//! takes microseconds, less than one thread switch. The audit batch, which waits for the disk
-//! (synchronous=FULL), runs on tokio's blocking pool instead, one hand-off per batch.
+//! takes microseconds, less than one thread switch. The writes, which wait for the disk
+//! (synchronous=FULL), run on tokio's blocking pool instead, one hand-off per batch.
 //!
-//! Everything else stays on sqlx. Both see the same file; WAL mode lets readers run beside the
+//! Each write has a connection of its own, so none waits behind another in this process:
+//! the audit log's commits go to the audit file (`audit_file_path`), which nothing else here
+//! writes; the subject indexer writes the main file, reading the log through the attached
+//! audit file; bulk imports write the main file. SQLite still runs one writer at a time per
+//! file, so the indexer and an import take turns on the main file, while the log's commits,
+//! which every verification waits for, never wait for either.
+//!
+//! Everything else stays on sqlx. Both see the same files; WAL mode lets readers run beside the
 //! one writer, and a read transaction sees every commit made before it began, whichever
-//! connection made it.
+//! connection made it. In WAL mode a connection drops its whole page cache when its file has
+//! changed since its last read: with the log in the main file, every audit commit made every
+//! license reader read its pages again.
 
 use super::{AuditInsert, ChainTail, ImportRunRow, LicenseRow, LinkFn, NewAuditEntry};
 use crate::error::{Error, Result};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Idle reader connections kept for reuse (more are opened when more are busy at once, and
 /// closed when they come back to a full list).
 const IDLE_READERS: usize = 8;
 
-/// WAL size (pages) at which a commit on the writer connection checkpoints. The checkpoint runs
-/// inside the commit that crosses it, while every request waiting on that audit batch waits
-/// with it: SQLite's default of 1,000 pages (16 MB at our page size) made a verification's p99
-/// the checkpoint's copy time. With 150, `bench --verify-only --quick --verify-seconds 10` in
-/// three alternating runs each: p99 7.3-8.2 ms against 12.7-13.4 ms (memo warm), for 0.27-0.32
-/// of the raw rate against 0.33-0.34; bulk issuance unchanged (docs/PERFORMANCE.md). The sqlx
-/// pool's connections keep the default: they commit issuance, where batches are large anyway.
+/// WAL size (pages) at which a commit on the audit writer's connection checkpoints. The
+/// checkpoint runs inside the commit that crosses it, while every request waiting on that
+/// audit batch waits with it: SQLite's default of 1,000 pages made a verification's p99 the
+/// checkpoint's copy time. With 150 (then 16 KiB pages, in the main file), `bench --verify-only
+/// --quick --verify-seconds 10` in three alternating runs each: p99 7.3-8.2 ms against
+/// 12.7-13.4 ms (memo warm), for 0.27-0.32 of the raw rate against 0.33-0.34
+/// (docs/PERFORMANCE.md). The other connections keep the default: they commit imports and the
+/// subject index, where batches are large anyway.
 pub const WRITER_AUTOCHECKPOINT_PAGES: i64 = 150;
 
-/// The SQLite file's direct connections.
+/// What a direct connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// License lookups: the main file, read-only.
+    Reader,
+    /// Bulk license inserts: the main file.
+    Writer,
+    /// The audit log's group commit: the audit file, opened as the connection's main schema.
+    AuditWriter,
+    /// The subject index: the main file, with the audit file attached as `audit` to read the
+    /// log from.
+    Indexer,
+}
+
+/// The SQLite files' direct connections.
 #[derive(Debug)]
 pub struct Lite {
     path: PathBuf,
+    audit_path: PathBuf,
     readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<Connection>>,
+    audit_writer: Mutex<Option<Connection>>,
+    indexer: Mutex<Option<Connection>>,
 }
 
-fn open(path: &std::path::Path, read_only: bool) -> rusqlite::Result<Connection> {
+/// True for SQLite's names of an in-memory database, which another connection could not see.
+pub fn is_in_memory(path: &Path) -> bool {
+    let name = path.to_string_lossy();
+    name.is_empty() || name == ":memory:" || name.starts_with("file::memory:")
+}
+
+fn open(lite: &Lite, role: Role) -> rusqlite::Result<Connection> {
+    let (file, read_only) = match role {
+        Role::Reader => (&lite.path, true),
+        Role::Writer | Role::Indexer => (&lite.path, false),
+        Role::AuditWriter => (&lite.audit_path, false),
+    };
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY
     } else {
         OpenFlags::SQLITE_OPEN_READ_WRITE
     } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let c = Connection::open_with_flags(path, flags)?;
+    let c = Connection::open_with_flags(file, flags)?;
     // The same settings as the sqlx pool's connections (store::Store::connect).
     c.busy_timeout(Duration::from_secs(10))?;
     c.pragma_update(None, "foreign_keys", true)?;
     c.pragma_update(None, "synchronous", "FULL")?;
     c.pragma_update(None, "temp_store", "memory")?;
-    // Readers' caches are small: in WAL mode a connection drops its whole page cache when
-    // another one has committed since its last read, which the audit writer does all the time
-    // under load. The writer keeps its cache (64 MiB, as the pool's connections): the audit
-    // index's insert points are spread over the whole index.
-    c.pragma_update(None, "cache_size", if read_only { -16384 } else { -65536 })?;
+    // Readers keep 16 MiB of license pages each; the writers of the main file 64 MiB, as the
+    // pool's connections (an import's and the index's insert points are spread over whole
+    // indexes); the audit writer only ever appends.
+    let cache_kib = match role {
+        Role::Reader | Role::AuditWriter => 16384,
+        Role::Writer | Role::Indexer => 65536,
+    };
+    c.pragma_update(None, "cache_size", -cache_kib)?;
     c.set_prepared_statement_cache_capacity(32);
-    if !read_only {
-        c.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
+    match role {
+        Role::AuditWriter => {
+            c.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
+        }
+        Role::Indexer => {
+            c.execute(
+                "ATTACH DATABASE ?1 AS audit",
+                [lite.audit_path.to_string_lossy()],
+            )?;
+        }
+        Role::Reader | Role::Writer => {}
     }
     Ok(c)
 }
@@ -87,29 +137,33 @@ pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
 }
 
 impl Lite {
-    /// Direct connections to the SQLite file at `path`; `None` for an in-memory database, which
-    /// another connection could not see.
-    pub fn new(path: &std::path::Path) -> Option<Arc<Lite>> {
-        let name = path.to_string_lossy();
-        if name.is_empty() || name == ":memory:" || name.starts_with("file::memory:") {
-            return None;
-        }
-        Some(Arc::new(Lite {
+    /// Direct connections to the SQLite file at `path` and its audit file at `audit_path`
+    /// (both exist and are migrated: store::Store::connect).
+    pub fn new(path: &Path, audit_path: &Path) -> Lite {
+        Lite {
             path: path.to_path_buf(),
+            audit_path: audit_path.to_path_buf(),
             readers: Mutex::new(Vec::new()),
             writer: Mutex::new(None),
-        }))
+            audit_writer: Mutex::new(None),
+            indexer: Mutex::new(None),
+        }
     }
 
-    /// Runs `f` on the writer connection (opened on first use), blocking. A connection that
-    /// `f` left inside a transaction after an error is not reused as it is.
-    fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        let mut slot = self
-            .writer
+    /// Runs `f` on the connection of a writing `role` (opened on first use), blocking. A
+    /// connection that `f` left inside a transaction after an error is not reused as it is.
+    fn with<T>(&self, role: Role, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let slot = match role {
+            Role::Writer => &self.writer,
+            Role::AuditWriter => &self.audit_writer,
+            Role::Indexer => &self.indexer,
+            Role::Reader => return Err(Error::internal("readers come from the free list")),
+        };
+        let mut slot = slot
             .lock()
             .map_err(|_| Error::internal("writer connection poisoned"))?;
         if slot.is_none() {
-            *slot = Some(open(&self.path, false).map_err(db_error)?);
+            *slot = Some(open(self, role).map_err(db_error)?);
         }
         let conn = slot
             .as_mut()
@@ -126,7 +180,7 @@ impl Lite {
         let idle = self.readers.lock().ok().and_then(|mut v| v.pop());
         let conn = match idle {
             Some(c) => c,
-            None => open(&self.path, true).map_err(db_error)?,
+            None => open(self, Role::Reader).map_err(db_error)?,
         };
         let r = f(&conn);
         if let Ok(mut v) = self.readers.lock()
@@ -155,8 +209,8 @@ impl Lite {
         })
     }
 
-    /// Appends entries at the end of the audit chain in one transaction on the writer
-    /// connection; blocks while SQLite commits (synchronous=FULL: the entries are on disk when
+    /// Appends entries at the end of the audit chain in one transaction on the audit file's
+    /// writer connection; blocks while SQLite commits (synchronous=FULL: the entries are on disk when
     /// this returns). Semantics as [`super::Store::append_audit`]: `tail` is where the caller
     /// last saw the chain end (`None`: read it); when another writer took the sequence numbers,
     /// the primary key refuses the batch, and it is relinked onto the chain's new end.
@@ -166,7 +220,7 @@ impl Lite {
         link: LinkFn,
         tail: &mut Option<ChainTail>,
     ) -> Result<Vec<i64>> {
-        self.with_writer(|conn| {
+        self.with(Role::AuditWriter, |conn| {
             for _ in 0..20 {
                 let start = match tail.take() {
                     Some(t) => t,
@@ -197,10 +251,11 @@ impl Lite {
 }
 
 impl Lite {
-    /// [`super::Store::index_audit_subjects`] on the writer connection (blocks while SQLite
-    /// commits); the audit log's batches wait for it, as for any write.
+    /// [`super::Store::index_audit_subjects`] on the indexer's connection (blocks while SQLite
+    /// commits; an import's batch may hold the main file meanwhile, the audit log's commits
+    /// never wait for it).
     pub fn index_audit_subjects(&self, limit: i64) -> Result<i64> {
-        self.with_writer(|conn| {
+        self.with(Role::Indexer, |conn| {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(db_error)?;
@@ -230,14 +285,14 @@ impl Lite {
     }
 
     /// Stores newly issued licenses and, when given, the import progress that covers them, in
-    /// one transaction on the writer connection (blocks while SQLite commits). A number that
-    /// is already taken refuses the whole batch.
+    /// one transaction on the main file's writer connection (blocks while SQLite commits). A
+    /// number that is already taken refuses the whole batch.
     pub fn insert_licenses(
         &self,
         rows: &[LicenseRow],
         progress: Option<&ImportRunRow>,
     ) -> Result<()> {
-        self.with_writer(|conn| {
+        self.with(Role::Writer, |conn| {
             insert_licenses(conn, rows, progress).map_err(|e| {
                 if is_unique_violation(&e) {
                     Error::AlreadyExists {

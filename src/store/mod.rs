@@ -32,13 +32,132 @@ use std::time::Duration;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+/// The SQLite audit log's own file (its migrations are recorded in that file).
+static SQLITE_AUDIT_MIGRATIONS: sqlx::migrate::Migrator =
+    sqlx::migrate!("./migrations/sqlite-audit");
+
+/// The file that holds a SQLite database's audit log: `NAME-audit.EXT` beside `NAME.EXT`
+/// (`elicense.db` → `elicense-audit.db`).
+pub fn audit_file_path(main: &std::path::Path) -> std::path::PathBuf {
+    let stem = main
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match main.extension() {
+        Some(ext) => format!("{stem}-audit.{}", ext.to_string_lossy()),
+        None => format!("{stem}-audit"),
+    };
+    main.with_file_name(name)
+}
+
+/// Creates the audit file if needed (4 KiB pages: an entry is a few hundred bytes, and each
+/// commit writes the pages it touched to the WAL) and applies its migrations.
+async fn prepare_audit_file(path: &std::path::Path) -> Result<()> {
+    use sqlx::Connection;
+    let opts = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10))
+        .page_size(4096);
+    let mut conn = sqlx::SqliteConnection::connect_with(&opts).await?;
+    SQLITE_AUDIT_MIGRATIONS
+        .run(&mut conn)
+        .await
+        .map_err(|e| Error::internal(format!("audit file migrations: {e}")))?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// A database written before the audit log had a file of its own has the log in its main file
+/// (migrations 0003 and 0011); this copies it into the audit file, in a transaction that writes
+/// the audit file only, so a crash leaves either the whole copy or none. Idempotent: rows
+/// already copied are skipped. Migration 0012 then drops the old tables, after checking that
+/// every row arrived.
+async fn copy_legacy_audit(pool: &SqlitePool) -> Result<()> {
+    let legacy: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM main.sqlite_master WHERE type = 'table' AND name = 'audit_log'",
+    )
+    .fetch_one(pool)
+    .await?;
+    if legacy == 0 {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT OR IGNORE INTO audit.audit_log (seq, at, actor, action, subject, details, prev_hash, hash) \
+         SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM main.audit_log",
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT OR IGNORE INTO audit.audit_checkpoints (seq, hash, at, signature, cert_serial) \
+         SELECT seq, hash, at, signature, cert_serial FROM main.audit_checkpoints",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Records which audit file this database belongs to on first use, and refuses to go on with
+/// another one: one restored from a different backup, or a new empty one because the file was
+/// lost (which would start the chain afresh and hide every earlier entry).
+async fn bind_audit_file(pool: &SqlitePool, path: &std::path::Path, existed: bool) -> Result<()> {
+    let theirs: String = sqlx::query_scalar("SELECT file_id FROM audit.audit_meta")
+        .fetch_one(pool)
+        .await?;
+    let ours: Option<String> = sqlx::query_scalar("SELECT file_id FROM main.audit_file")
+        .fetch_optional(pool)
+        .await?;
+    match ours {
+        None => {
+            sqlx::query(
+                "INSERT INTO main.audit_file (singleton, file_id, bound_at) \
+                 VALUES (1, $1, CAST(strftime('%s', 'now') AS INTEGER))",
+            )
+            .bind(&theirs)
+            .execute(pool)
+            .await?;
+            Ok(())
+        }
+        Some(ours) if ours == theirs => Ok(()),
+        Some(ours) => {
+            let reason = if existed {
+                format!(
+                    "it is audit file {theirs}, but this database was written with audit file \
+                     {ours}; restore the audit file taken with the database"
+                )
+            } else {
+                format!(
+                    "it is missing; this database was written with audit file {ours}: restore \
+                     it from the backup taken with the database"
+                )
+            };
+            pool.close().await;
+            if !existed {
+                // The empty file this start created is not the log: leave no decoy behind.
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut p = path.as_os_str().to_owned();
+                    p.push(suffix);
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            Err(Error::AuditFile {
+                path: path.display().to_string(),
+                reason,
+            })
+        }
+    }
+}
 
 /// A connection pool to one of the two supported databases.
 #[derive(Clone, Debug)]
 pub enum Store {
-    /// The pool, and direct connections to the same file for the hottest statements (`None`
-    /// for an in-memory database).
-    Sqlite(SqlitePool, Option<std::sync::Arc<lite::Lite>>),
+    /// The pool (the main file, with the audit log's file attached as `audit`), and direct
+    /// connections to the same files for the hottest statements.
+    Sqlite(SqlitePool, std::sync::Arc<lite::Lite>),
     Postgres(PgPool),
 }
 
@@ -81,25 +200,52 @@ impl Store {
                 .page_size(16384)
                 .pragma("temp_store", "memory")
                 .pragma("cache_size", "-65536");
+            let main_path = opts.get_filename().to_path_buf();
+            if lite::is_in_memory(&main_path) {
+                return Err(Error::bad_request(
+                    "SQLite needs a file (its audit log is a second file beside it), not :memory:",
+                ));
+            }
+            let audit_path = audit_file_path(&main_path);
+            let audit_existed = audit_path.exists();
+            prepare_audit_file(&audit_path).await?;
             // One connection per core, one for the writer and one for a long read: SQLite runs
             // one writer at a time, and each pooled connection is a thread of its own; more
             // than the cores can run only add thread switches (8 connections on 2 cores cost
             // about 15% more CPU per verification than 4 in `elicense bench --verify-only`, with
             // builds differing only in this number: docs/PERFORMANCE.md).
             let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-            let lite = lite::Lite::new(opts.get_filename());
+            let attach = audit_path.to_string_lossy().into_owned();
             let pool = SqlitePoolOptions::new()
                 .max_connections(u32::try_from(cores + 2).unwrap_or(u32::MAX))
                 // A connection to a local file has nothing to lose on the way: no ping (one more
                 // round trip to the connection's worker thread) before every query.
                 .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(10))
+                // Every pooled connection sees the audit log's file as the schema `audit`; its
+                // tables are found by their plain names, so the SQL is the PostgreSQL SQL.
+                .after_connect(move |conn, _| {
+                    let attach = attach.clone();
+                    Box::pin(async move {
+                        sqlx::query("ATTACH DATABASE $1 AS audit")
+                            .bind(attach)
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA audit.synchronous = FULL")
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
                 .connect_with(opts)
                 .await?;
+            copy_legacy_audit(&pool).await?;
             SQLITE_MIGRATIONS
                 .run(&pool)
                 .await
                 .map_err(|e| Error::internal(format!("migrations: {e}")))?;
+            bind_audit_file(&pool, &audit_path, audit_existed).await?;
+            let lite = std::sync::Arc::new(lite::Lite::new(&main_path, &audit_path));
             Store::Sqlite(pool, lite)
         } else {
             return Err(Error::bad_request(
@@ -125,12 +271,14 @@ impl Store {
         Ok(())
     }
 
-    /// Bytes the database takes on disk (SQLite: pages in use; PostgreSQL: the database).
+    /// Bytes the database takes on disk (SQLite: pages in use, both files; PostgreSQL: the
+    /// database).
     pub async fn database_bytes(&self) -> Result<u64> {
         let n: i64 =
             match self {
                 Store::Sqlite(pool, _) => sqlx::query_scalar(
-                    "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                    "SELECT (SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()) \
+                     + (SELECT page_count * page_size FROM pragma_page_count('audit'), pragma_page_size('audit'))",
                 )
                 .fetch_one(pool)
                 .await?,
