@@ -259,26 +259,28 @@ pub async fn import_file(
             finished: i64::from(eof),
             updated_at: lic.clock().unix(),
         };
-        lic.store().insert_licenses(&rows, Some(&progress)).await?;
-        if !rows.is_empty() {
+        // What the audit entry says of the batch, taken before the rows go to the store.
+        let entry = (!rows.is_empty()).then(|| {
             let mut ids = ring::digest::Context::new(&ring::digest::SHA256);
             for r in &rows {
                 ids.update(r.id.as_bytes());
                 ids.update(b"\n");
             }
-            lic.audit()
-                .append(crate::audit::Entry::new(
-                    &opts.actor,
-                    "license.import",
-                    &file_hash,
-                    serde_json::json!({
-                        "through_line": line_no, "issued": rows.len(),
-                        "first_id": rows.first().map(|r| r.id.clone()),
-                        "last_id": rows.last().map(|r| r.id.clone()),
-                        "ids_sha256": hex::encode(ids.finish()),
-                    }),
-                ))
-                .await?;
+            crate::audit::Entry::new(
+                &opts.actor,
+                "license.import",
+                &file_hash,
+                serde_json::json!({
+                    "through_line": line_no, "issued": rows.len(),
+                    "first_id": rows.first().map(|r| r.id.clone()),
+                    "last_id": rows.last().map(|r| r.id.clone()),
+                    "ids_sha256": hex::encode(ids.finish()),
+                }),
+            )
+        });
+        lic.store().insert_licenses(rows, Some(progress)).await?;
+        if let Some(entry) = entry {
+            lic.audit().append(entry).await?;
         }
         obs.committed(line_no, &s);
     }
@@ -321,73 +323,75 @@ async fn settle_batch(
     opts: &ImportOptions,
 ) -> Result<(Vec<LicenseRow>, u64, Vec<LineError>)> {
     // Numbers already issued (in the database or earlier in this batch).
-    let mut by_type: HashMap<String, Vec<String>> = HashMap::new();
+    let mut by_type: HashMap<&str, Vec<String>> = HashMap::new();
     for p in &pending {
         by_type
-            .entry(p.t.def.code.clone())
+            .entry(p.t.def.code.as_str())
             .or_default()
             .push(p.checked.req.number.clone());
     }
     let mut existing: HashMap<TypeNumber, (String, Option<Vec<u8>>)> = HashMap::new();
     for (t, numbers) in &by_type {
         for e in lic.store().existing_numbers(t, numbers).await? {
-            existing.insert((t.clone(), e.number), (e.id, e.source_hash));
+            existing.insert((t.to_string(), e.number), (e.id, e.source_hash));
         }
     }
+    drop(by_type);
     let mut skipped = 0;
     let mut errors = Vec::new();
-    let mut fresh: Vec<Pending> = Vec::with_capacity(pending.len());
-    let mut seen: HashMap<(String, String), Vec<u8>> = HashMap::new();
-    for p in pending {
-        let key = (p.t.def.code.clone(), p.checked.req.number.clone());
-        let dup_of = existing
-            .get(&key)
-            .map(|(id, h)| (id.clone(), h.clone()))
-            .or_else(|| {
-                seen.get(&key)
-                    .map(|h| ("(earlier line of this file)".into(), Some(h.clone())))
-            });
+    let mut fresh: Vec<&Pending> = Vec::with_capacity(pending.len());
+    // Lines of this batch taken so far, by (type, number): their request hashes.
+    let mut seen: HashMap<(&str, &str), &[u8]> = HashMap::with_capacity(pending.len());
+    for p in &pending {
+        let key = (p.t.def.code.as_str(), p.checked.req.number.as_str());
+        let dup_of = match seen.get(&key) {
+            Some(h) => Some(("(earlier line of this file)", Some(*h))),
+            None if existing.is_empty() => None,
+            None => existing
+                .get(&(key.0.to_string(), key.1.to_string()))
+                .map(|(id, h)| (id.as_str(), h.as_deref())),
+        };
         match dup_of {
-            Some((_, Some(h))) if h == p.checked.source_hash => skipped += 1,
+            Some((_, Some(h))) if h == p.checked.source_hash.as_slice() => skipped += 1,
             Some((id, _)) => errors.push(line_error(
                 p.line,
                 &Error::DuplicateLicense {
-                    type_code: key.0,
-                    number: key.1,
-                    id,
+                    type_code: key.0.to_string(),
+                    number: key.1.to_string(),
+                    id: id.to_string(),
                 },
             )),
             None => {
-                seen.insert(key, p.checked.source_hash.clone());
+                seen.insert(key, &p.checked.source_hash);
                 fresh.push(p);
             }
         }
     }
+    drop(seen);
     // Serials: one reservation per (type, issuer).
     let year = lic.clock().today().year();
-    let mut counts: HashMap<(String, String), i64> = HashMap::new();
+    let mut counts: HashMap<(&str, &str), i64> = HashMap::new();
     for p in &fresh {
         *counts
-            .entry((p.t.def.code.clone(), p.checked.req.issuer.clone()))
+            .entry((p.t.def.code.as_str(), p.checked.req.issuer.as_str()))
             .or_default() += 1;
     }
-    let mut next: HashMap<(String, String), i64> = HashMap::new();
+    let mut next: HashMap<(&str, &str), i64> = HashMap::with_capacity(counts.len());
     for (k, n) in counts {
-        let first = lic.store().reserve_serials(&k.0, &k.1, year, n).await?;
+        let first = lic.store().reserve_serials(k.0, k.1, year, n).await?;
         next.insert(k, first);
     }
     let mut jobs = Vec::with_capacity(fresh.len());
     for p in fresh {
-        let k = (p.t.def.code.clone(), p.checked.req.issuer.clone());
+        let k = (p.t.def.code.as_str(), p.checked.req.issuer.as_str());
         let n = next
             .get_mut(&k)
             .ok_or_else(|| Error::internal("serial map"))?;
-        let id = LicenseId::new(&k.0, &k.1, &Licenses::serial(year, *n), 1)
+        let id = LicenseId::new(k.0, k.1, &Licenses::serial(year, *n), 1)
             .map_err(|e| Error::internal(format!("generated identifier: {e}")))?;
         *n += 1;
         let auth = authorities
-            .get(&k.1)
-            .cloned()
+            .get(k.1)
             .ok_or_else(|| Error::internal("authority cache"))?;
         jobs.push((p, id, auth));
     }

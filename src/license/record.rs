@@ -57,6 +57,16 @@ impl serde::Serialize for Canonical<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::{SerializeMap, SerializeSeq};
         match self.0 {
+            // serde_json's map (a BTreeMap unless its `preserve_order` feature is on) iterates
+            // in key order already: written as it comes, unless some dependency turned that
+            // feature on.
+            Value::Object(map) if map.keys().is_sorted() => {
+                let mut m = s.serialize_map(Some(map.len()))?;
+                for (k, v) in map {
+                    m.serialize_entry(k, &Canonical(v))?;
+                }
+                m.end()
+            }
             Value::Object(map) => {
                 let mut keys: Vec<&String> = map.keys().collect();
                 keys.sort();

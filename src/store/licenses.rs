@@ -364,19 +364,20 @@ impl Store {
     }
 
     /// Stores newly issued licenses and, when given, the import progress that covers them — all
-    /// in one transaction.
+    /// in one transaction. Takes the rows (SQLite inserts them on the blocking pool).
     pub async fn insert_licenses(
         &self,
-        rows: &[LicenseRow],
-        progress: Option<&ImportRunRow>,
+        rows: Vec<LicenseRow>,
+        progress: Option<ImportRunRow>,
     ) -> Result<()> {
+        let progress = progress.as_ref();
         let r: std::result::Result<(), sqlx::Error> = match self {
             // COPY costs the server several times less than multi-row INSERTs.
             Store::Postgres(pool) => {
                 async {
                     let mut tx = pool.begin().await?;
                     let mut copy = tx.copy_in_raw(COPY_LICENSES).await?;
-                    copy.send(copy_csv(rows).as_bytes()).await?;
+                    copy.send(copy_csv(&rows).as_bytes()).await?;
                     copy.finish().await?;
                     upsert_progress!(tx, progress);
                     tx.commit().await
@@ -384,9 +385,7 @@ impl Store {
                 .await
             }
             Store::Sqlite(_, lite) => {
-                // Owned copies for the blocking pool: a few milliseconds per batch against the
-                // hundreds of milliseconds their signatures took.
-                let (lite, rows, progress) = (lite.clone(), rows.to_vec(), progress.cloned());
+                let (lite, progress) = (lite.clone(), progress.cloned());
                 return tokio::task::spawn_blocking(move || {
                     lite.insert_licenses(&rows, progress.as_ref())
                 })
