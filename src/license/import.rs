@@ -404,20 +404,22 @@ async fn settle_batch(
                 .chunks(chunk)
                 .map(|part| {
                     scope.spawn(move || {
-                        part.iter()
-                            .map(|(p, id, auth)| {
-                                lic.sign_row(
-                                    region,
-                                    &p.t,
-                                    auth,
-                                    &p.checked,
-                                    id,
-                                    Status::Valid,
-                                    now,
-                                    &opts.actor,
-                                )
-                            })
-                            .collect::<Result<Vec<_>>>()
+                        // Sized up front: collecting into a Result cannot know the length,
+                        // and a growing vector of rows is copied and faulted in again.
+                        let mut rows = Vec::with_capacity(part.len());
+                        for (p, id, auth) in part {
+                            rows.push(lic.sign_row(
+                                region,
+                                &p.t,
+                                auth,
+                                &p.checked,
+                                id,
+                                Status::Valid,
+                                now,
+                                &opts.actor,
+                            )?);
+                        }
+                        Ok::<_, Error>(rows)
                     })
                 })
                 .collect();
