@@ -21,6 +21,7 @@ both_backends!(
     revoked_authority_certificate,
     types_registered_as_data,
     bulk_import_api,
+    import_sorts_out_numbers_issued_before_it,
     import_100k_survives_kill_9,
     concurrent_lookups_each_get_their_own,
 );
@@ -753,6 +754,71 @@ async fn bulk_import_api(env: Env) {
         imports[0].details.contains("\"issued\":49"),
         "{}",
         imports[0].details
+    );
+}
+
+/// Numbers issued before the run (here through the API) are found when the batch's insert
+/// refuses them: the same request again is skipped, another request under a taken number is
+/// reported, and the batch's other lines are issued all the same; a later batch looks the
+/// numbers up before signing, with the same outcome.
+async fn import_sorts_out_numbers_issued_before_it(env: Env) {
+    let same = env.issue(3005).await;
+    let mut other = env.id_card_request(3006);
+    other["holder"]["name"] = json!("另一人");
+    let (s, _) = env.call("POST", "/v1/licenses", Some(&other)).await;
+    assert_eq!(s, StatusCode::CREATED);
+    // Two batches of 10; each has a line that repeats request 3005 and one that reuses the
+    // number of 3006 with other content.
+    let path = env.dir.path().join("taken.jsonl");
+    let mut body = String::new();
+    for i in 0..20u64 {
+        let r = match i % 10 {
+            4 => env.id_card_request(3005),
+            6 => env.id_card_request(3006),
+            _ => env.id_card_request(4000 + i),
+        };
+        body.push_str(&r.to_string());
+        body.push('\n');
+    }
+    std::fs::write(&path, body).unwrap();
+    let opts = elicense::license::import::ImportOptions {
+        batch: 10,
+        ..Default::default()
+    };
+    struct Bad(Vec<(u64, String)>);
+    impl elicense::license::import::ImportObserver for Bad {
+        fn bad_line(&mut self, e: &elicense::license::import::LineError) {
+            self.0.push((e.line, e.code.clone()));
+        }
+    }
+    let mut bad = Bad(Vec::new());
+    let s = elicense::license::import::import_file(&env.app.licenses, &path, &opts, &mut bad)
+        .await
+        .unwrap();
+    assert_eq!((s.issued_this_run, s.skipped, s.failed), (16, 2, 2));
+    assert_eq!(
+        bad.0,
+        [(7, "LIC-0005".to_string()), (17, "LIC-0005".to_string())]
+    );
+    assert_eq!(env.app.store.count_licenses().await.unwrap(), 18);
+    let (_, l) = env
+        .call(
+            "GET",
+            &format!("/v1/licenses/{}", same["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(l["number"], same["number"]);
+    let run = env
+        .app
+        .store
+        .import_run(&s.file_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (run.issued, run.skipped, run.failed, run.finished),
+        (16, 2, 2, 1)
     );
 }
 

@@ -199,6 +199,11 @@ pub async fn import_file(
     let mut line_no = 0u64;
     let mut authorities: HashMap<String, Arc<SigningAuthority>> = HashMap::new();
     let batch = opts.batch.max(1);
+    // Whether each batch's numbers are looked up before its licenses are signed. A run starts
+    // without: its lines are new (a re-run resumes after its last committed line), and the
+    // unique index refuses a taken number anyway, at the cost of the batch's signatures; after
+    // the first such refusal the run looks them up.
+    let mut precheck = false;
     let mut eof = false;
     while !eof {
         let mut pending: Vec<Pending> = Vec::with_capacity(batch);
@@ -240,33 +245,54 @@ pub async fn import_file(
         if consumed == 0 && !eof {
             continue;
         }
-        let (rows, skipped, dup_errors) =
-            settle_batch(lic, &region, pending, &authorities, opts).await?;
-        for e in &dup_errors {
+        let mut settled = settle_batch(lic, &region, pending, &authorities, opts, precheck).await?;
+        let mut conflicts = 0;
+        loop {
+            let progress = ImportRunRow {
+                file_hash: file_hash.clone(),
+                file_name: file_name.clone(),
+                lines_done: line_no as i64,
+                issued: (s.issued + settled.rows.len() as u64) as i64,
+                skipped: (s.skipped + settled.skipped) as i64,
+                failed: (s.failed + batch_failed + settled.errors.len() as u64) as i64,
+                finished: i64::from(eof),
+                updated_at: lic.clock().unix(),
+            };
+            let rows = Arc::new(std::mem::take(&mut settled.rows));
+            let r = lic
+                .store()
+                .insert_licenses(rows.clone(), Some(progress))
+                .await;
+            settled.rows = Arc::try_unwrap(rows).unwrap_or_else(|shared| shared.to_vec());
+            match r {
+                Ok(()) => break,
+                // A number of the batch is issued already: before this run (another file, the
+                // API) or meanwhile. Sort those lines out and store the rest; from now on the
+                // numbers are looked up before signing.
+                Err(Error::AlreadyExists { .. }) if conflicts < 3 => {
+                    conflicts += 1;
+                    precheck = true;
+                    drop_existing(lic, &mut settled).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        settled.errors.sort_by_key(|e| e.line);
+        for e in &settled.errors {
             obs.bad_line(e);
         }
+        let rows = settled.rows;
         s.issued += rows.len() as u64;
         s.issued_this_run += rows.len() as u64;
-        s.skipped += skipped;
-        s.failed += batch_failed + dup_errors.len() as u64;
-        let progress = ImportRunRow {
-            file_hash: file_hash.clone(),
-            file_name: file_name.clone(),
-            lines_done: line_no as i64,
-            issued: s.issued as i64,
-            skipped: s.skipped as i64,
-            failed: s.failed as i64,
-            finished: i64::from(eof),
-            updated_at: lic.clock().unix(),
-        };
-        // What the audit entry says of the batch, taken before the rows go to the store.
-        let entry = (!rows.is_empty()).then(|| {
+        s.skipped += settled.skipped;
+        s.failed += batch_failed + settled.errors.len() as u64;
+        if !rows.is_empty() {
             let mut ids = ring::digest::Context::new(&ring::digest::SHA256);
             for r in &rows {
                 ids.update(r.id.as_bytes());
                 ids.update(b"\n");
             }
-            crate::audit::Entry::new(
+            let entry = crate::audit::Entry::new(
                 &opts.actor,
                 "license.import",
                 &file_hash,
@@ -276,10 +302,9 @@ pub async fn import_file(
                     "last_id": rows.last().map(|r| r.id.clone()),
                     "ids_sha256": hex::encode(ids.finish()),
                 }),
-            )
-        });
-        lic.store().insert_licenses(rows, Some(progress)).await?;
-        if let Some(entry) = entry {
+            );
+            // The rows are freed by another thread while the entry commits.
+            drop(rows);
             lic.audit().append(entry).await?;
         }
         obs.committed(line_no, &s);
@@ -314,29 +339,107 @@ async fn prepare(
     Ok((t, checked))
 }
 
-/// Drops already-issued lines, reserves serials, and signs the rest in parallel.
+/// A batch ready to store: its rows, the file line of each, and the lines it did not issue.
+struct Settled {
+    rows: Vec<LicenseRow>,
+    lines: Vec<u64>,
+    skipped: u64,
+    errors: Vec<LineError>,
+}
+
+/// Whether a line whose number is taken is the same request again (skipped) or another one.
+fn classify(
+    line: u64,
+    type_code: &str,
+    number: &str,
+    source_hash: &[u8],
+    taken: (&str, Option<&[u8]>),
+    skipped: &mut u64,
+    errors: &mut Vec<LineError>,
+) {
+    match taken {
+        (_, Some(h)) if h == source_hash => *skipped += 1,
+        (id, _) => errors.push(line_error(
+            line,
+            &Error::DuplicateLicense {
+                type_code: type_code.to_string(),
+                number: number.to_string(),
+                id: id.to_string(),
+            },
+        )),
+    }
+}
+
+/// The licenses already issued under these (type, number) pairs.
+async fn existing<'a>(
+    lic: &Licenses,
+    keys: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<HashMap<TypeNumber, (String, Option<Vec<u8>>)>> {
+    let mut by_type: HashMap<&str, Vec<String>> = HashMap::new();
+    for (t, n) in keys {
+        by_type.entry(t).or_default().push(n.to_string());
+    }
+    let mut found = HashMap::new();
+    for (t, numbers) in &by_type {
+        for e in lic.store().existing_numbers(t, numbers).await? {
+            found.insert((t.to_string(), e.number), (e.id, e.source_hash));
+        }
+    }
+    Ok(found)
+}
+
+/// Takes the rows whose numbers are issued already out of a settled batch (their serials
+/// stay unused).
+async fn drop_existing(lic: &Licenses, b: &mut Settled) -> Result<()> {
+    let taken = existing(
+        lic,
+        b.rows
+            .iter()
+            .map(|r| (r.type_code.as_str(), r.number.as_str())),
+    )
+    .await?;
+    let (rows, lines) = (std::mem::take(&mut b.rows), std::mem::take(&mut b.lines));
+    for (r, line) in rows.into_iter().zip(lines) {
+        match taken.get(&(r.type_code.clone(), r.number.clone())) {
+            Some((id, h)) => classify(
+                line,
+                &r.type_code,
+                &r.number,
+                r.source_hash.as_deref().unwrap_or_default(),
+                (id, h.as_deref()),
+                &mut b.skipped,
+                &mut b.errors,
+            ),
+            None => {
+                b.rows.push(r);
+                b.lines.push(line);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Drops lines that repeat a number of this batch (and, with `precheck`, lines whose number
+/// is already issued), reserves serials, and signs the rest in parallel.
 async fn settle_batch(
     lic: &Licenses,
     region: &str,
     pending: Vec<Pending>,
     authorities: &HashMap<String, Arc<SigningAuthority>>,
     opts: &ImportOptions,
-) -> Result<(Vec<LicenseRow>, u64, Vec<LineError>)> {
-    // Numbers already issued (in the database or earlier in this batch).
-    let mut by_type: HashMap<&str, Vec<String>> = HashMap::new();
-    for p in &pending {
-        by_type
-            .entry(p.t.def.code.as_str())
-            .or_default()
-            .push(p.checked.req.number.clone());
-    }
-    let mut existing: HashMap<TypeNumber, (String, Option<Vec<u8>>)> = HashMap::new();
-    for (t, numbers) in &by_type {
-        for e in lic.store().existing_numbers(t, numbers).await? {
-            existing.insert((t.to_string(), e.number), (e.id, e.source_hash));
-        }
-    }
-    drop(by_type);
+    precheck: bool,
+) -> Result<Settled> {
+    let taken = if precheck {
+        existing(
+            lic,
+            pending
+                .iter()
+                .map(|p| (p.t.def.code.as_str(), p.checked.req.number.as_str())),
+        )
+        .await?
+    } else {
+        HashMap::new()
+    };
     let mut skipped = 0;
     let mut errors = Vec::new();
     let mut fresh: Vec<&Pending> = Vec::with_capacity(pending.len());
@@ -346,21 +449,21 @@ async fn settle_batch(
         let key = (p.t.def.code.as_str(), p.checked.req.number.as_str());
         let dup_of = match seen.get(&key) {
             Some(h) => Some(("(earlier line of this file)", Some(*h))),
-            None if existing.is_empty() => None,
-            None => existing
+            None if taken.is_empty() => None,
+            None => taken
                 .get(&(key.0.to_string(), key.1.to_string()))
                 .map(|(id, h)| (id.as_str(), h.as_deref())),
         };
         match dup_of {
-            Some((_, Some(h))) if h == p.checked.source_hash.as_slice() => skipped += 1,
-            Some((id, _)) => errors.push(line_error(
+            Some(t) => classify(
                 p.line,
-                &Error::DuplicateLicense {
-                    type_code: key.0.to_string(),
-                    number: key.1.to_string(),
-                    id: id.to_string(),
-                },
-            )),
+                key.0,
+                key.1,
+                &p.checked.source_hash,
+                t,
+                &mut skipped,
+                &mut errors,
+            ),
             None => {
                 seen.insert(key, &p.checked.source_hash);
                 fresh.push(p);
@@ -450,5 +553,10 @@ async fn settle_batch(
             r.status_index = first + i as i64;
         }
     }
-    Ok((rows, skipped, errors))
+    Ok(Settled {
+        rows,
+        lines: jobs.iter().map(|(p, _, _)| p.line).collect(),
+        skipped,
+        errors,
+    })
 }

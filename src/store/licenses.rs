@@ -325,13 +325,17 @@ impl Store {
     ) -> Result<Vec<ExistingNumber>> {
         let mut out = Vec::new();
         match self {
-            // An array parameter joined through the unique index: a long IN list of parameters
-            // is matched linearly per row by PostgreSQL, and chooses a sequential scan on a table
-            // that has not been analysed yet.
+            // An array parameter, each number looked up through the unique index. (A long IN
+            // list of parameters is matched linearly per row; a plain join with the array, or
+            // `= ANY`, is planned as a hash join over a sequential scan of the whole table for
+            // a batch of thousands: 160 ms against 36 ms for 20,000 numbers on 280,000 rows
+            // here, and growing with the table. LIMIT keeps the subquery from being flattened
+            // into such a join.)
             Store::Postgres(pool) => {
                 out = sqlx::query_as::<_, ExistingNumber>(
                     "SELECT l.number, l.id, l.source_hash FROM unnest($2::text[]) AS n(number) \
-                     JOIN licenses l ON l.type_code = $1 AND l.number = n.number",
+                     CROSS JOIN LATERAL (SELECT number, id, source_hash FROM licenses \
+                     WHERE type_code = $1 AND number = n.number LIMIT 1) l",
                 )
                 .bind(type_code)
                 .bind(numbers)
@@ -361,10 +365,10 @@ impl Store {
     }
 
     /// Stores newly issued licenses and, when given, the import progress that covers them — all
-    /// in one transaction. Takes the rows (SQLite inserts them on the blocking pool).
+    /// in one transaction (SQLite inserts them on the blocking pool).
     pub async fn insert_licenses(
         &self,
-        rows: Vec<LicenseRow>,
+        rows: std::sync::Arc<Vec<LicenseRow>>,
         progress: Option<ImportRunRow>,
     ) -> Result<()> {
         let progress = progress.as_ref();
