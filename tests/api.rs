@@ -2496,27 +2496,29 @@ async fn legacy_audit_log_moves_to_its_file_only_when_every_entry_arrived() {
     let dir = tempfile::tempdir().unwrap();
     let entries = [(1, "x", "h1"), (2, "y", "h2"), (3, "x", "h3")];
     let url = legacy_sqlite(dir.path(), "a.db", &entries).await;
-    // An audit file that already has entry 1, as a copy before the older build's last appends.
-    {
-        let store = elicense::store::Store::connect(&format!(
-            "sqlite://{}",
-            dir.path().join("seed.db").display()
-        ))
-        .await
-        .unwrap();
-        store.close().await;
-        std::fs::copy(
-            dir.path().join("seed-audit.db"),
-            dir.path().join("a-audit.db"),
-        )
-        .unwrap();
-        sqlite_rows(
-            &dir.path().join("a-audit.db"),
+    // An empty audit file, made by a start of the current build elsewhere.
+    let seed = dir.path().join("seed-audit.db");
+    elicense::store::Store::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("seed.db").display()
+    ))
+    .await
+    .unwrap()
+    .close()
+    .await;
+    // A copy of it at `name` with one entry (seq, subject, hash).
+    let audit_file_with = |name: &str, (seq, subject, hash): (i64, &str, &str)| {
+        let path = dir.path().join(name);
+        std::fs::copy(&seed, &path).unwrap();
+        let sql = format!(
             "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) \
-             VALUES (1, 0, 'a', 'test', 'x', '{}', x'', CAST('h1' AS BLOB)) RETURNING subject",
-        )
-        .await;
-    }
+             VALUES ({seq}, 0, 'a', 'test', '{subject}', '{{}}', x'', CAST('{hash}' AS BLOB)) \
+             RETURNING subject"
+        );
+        async move { sqlite_rows(&path, &sql).await }
+    };
+    // Entry 1 is there already, as after a copy before the older build's last appends.
+    audit_file_with("a-audit.db", (1, "x", "h1")).await;
     let store = elicense::store::Store::connect(&url).await.unwrap();
     let about_x: Vec<i64> = store
         .audit_about(&["x".to_string()], "", 10)
@@ -2539,17 +2541,7 @@ async fn legacy_audit_log_moves_to_its_file_only_when_every_entry_arrived() {
     // The audit file disagrees about entry 2: the copy keeps the file's row, the migration's
     // check refuses the drop, and the main file keeps its log.
     let url = legacy_sqlite(dir.path(), "b.db", &entries).await;
-    std::fs::copy(
-        dir.path().join("seed-audit.db"),
-        dir.path().join("b-audit.db"),
-    )
-    .unwrap();
-    sqlite_rows(
-        &dir.path().join("b-audit.db"),
-        "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) \
-         VALUES (2, 0, 'a', 'test', 'y', '{}', x'', CAST('other' AS BLOB)) RETURNING subject",
-    )
-    .await;
+    audit_file_with("b-audit.db", (2, "y", "other")).await;
     let e = elicense::store::Store::connect(&url).await.unwrap_err();
     assert!(e.to_string().contains("migrations"), "{e}");
     assert_eq!(
