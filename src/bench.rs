@@ -82,7 +82,9 @@ pub(crate) fn cpu_seconds() -> f64 {
 }
 
 /// CPU seconds of every running process whose command name is `comm` (e.g. the PostgreSQL
-/// server's backends), so a benchmark can count the database server's cores too.
+/// server's backends), so a benchmark can count the database server's cores too: their own
+/// time and that of their children that have exited (the postmaster collects its backends',
+/// autovacuum workers' and the like when they end, so none that came and went is missed).
 fn cpu_seconds_of(comm: &str) -> f64 {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0.0;
@@ -100,7 +102,7 @@ fn cpu_seconds_of(comm: &str) -> f64 {
         }
         let f: Vec<&str> = rest.split_whitespace().collect();
         let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        total += (ticks(11) + ticks(12)) / 100.0;
+        total += (ticks(11) + ticks(12) + ticks(13) + ticks(14)) / 100.0;
     }
     total
 }
