@@ -85,72 +85,88 @@ macro_rules! insert_rows {
     }};
 }
 
-/// The COPY statement for `licenses`, in the column order of [`copy_binary`].
+/// The COPY statement for `licenses`, in the column order of [`copy_fields`].
 const COPY_LICENSES: &str = "COPY licenses (lineage, id, version, type_code, number, issuer, holder_name, holder_code, \
      holder_code_type, issue_date, valid_from, valid_to, status, record, signature, source_hash, issued_by, created_at, \
      updated_at, status_index) FROM STDIN WITH (FORMAT binary)";
 
-/// The body of a `COPY licenses` in PostgreSQL's binary format ([`COPY_LICENSES`] column order:
-/// text as its UTF-8 bytes, bytea as is, bigint big-endian). The server then parses no CSV
-/// (a fifth of its CPU per license in `perf` of `bench --issuance-only`, docs/PERFORMANCE.md)
-/// and decodes no hex.
-fn copy_binary(rows: &[LicenseRow]) -> Result<Vec<u8>> {
-    const COLUMNS: i16 = 20;
-    // A field is at most a record, bounded by the request limits far below 2 GiB.
-    let mut too_long = false;
-    let mut field = |out: &mut Vec<u8>, v: Option<&[u8]>| match v {
-        Some(b) => {
-            let len = i32::try_from(b.len()).unwrap_or_else(|_| {
-                too_long = true;
-                0
-            });
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(b);
-        }
-        None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-    };
-    fn int8(out: &mut Vec<u8>, v: i64) {
-        out.extend_from_slice(&8i32.to_be_bytes());
-        out.extend_from_slice(&v.to_be_bytes());
-    }
-    let mut out = Vec::with_capacity(19 + rows.len() * 1400 + 2);
-    // Signature, flags, header extension length.
+/// How much of a `COPY licenses` body is built before it is sent: the body is streamed in
+/// pieces of about this size rather than built whole (28 MB for a batch of 20,000, a fresh
+/// allocation whose pages were faulted in again for every batch).
+const COPY_CHUNK: usize = 1 << 20;
+
+/// The start of a `COPY` body in PostgreSQL's binary format: signature, flags, header
+/// extension length.
+fn copy_header(out: &mut Vec<u8>) {
     out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
     out.extend_from_slice(&0i32.to_be_bytes());
     out.extend_from_slice(&0i32.to_be_bytes());
-    for r in rows {
-        out.extend_from_slice(&COLUMNS.to_be_bytes());
-        field(&mut out, Some(r.lineage.as_bytes()));
-        field(&mut out, Some(r.id.as_bytes()));
-        int8(&mut out, r.version);
-        for t in [
-            &r.type_code,
-            &r.number,
-            &r.issuer,
-            &r.holder_name,
-            &r.holder_code,
-            &r.holder_code_type,
-            &r.issue_date,
-            &r.valid_from,
-        ] {
-            field(&mut out, Some(t.as_bytes()));
-        }
-        field(&mut out, r.valid_to.as_deref().map(str::as_bytes));
-        field(&mut out, Some(r.status.as_bytes()));
-        field(&mut out, Some(r.record.as_bytes()));
-        field(&mut out, Some(&r.signature));
-        field(&mut out, r.source_hash.as_deref());
-        field(&mut out, Some(r.issued_by.as_bytes()));
-        int8(&mut out, r.created_at);
-        int8(&mut out, r.updated_at);
-        int8(&mut out, r.status_index);
-    }
-    // File trailer.
+}
+
+/// The end of a binary `COPY` body.
+fn copy_trailer(out: &mut Vec<u8>) {
     out.extend_from_slice(&(-1i16).to_be_bytes());
-    if too_long {
-        return Err(Error::internal("a license field longer than COPY allows"));
+}
+
+/// The fields of a row, as they go into a binary `COPY`: bytes (text as UTF-8) or NULL.
+fn copy_fields(r: &LicenseRow) -> [CopyField<'_>; 20] {
+    use CopyField::{Bytes, Int8};
+    fn text(s: &str) -> CopyField<'_> {
+        Bytes(Some(s.as_bytes()))
     }
-    Ok(out)
+    [
+        text(&r.lineage),
+        text(&r.id),
+        Int8(r.version),
+        text(&r.type_code),
+        text(&r.number),
+        text(&r.issuer),
+        text(&r.holder_name),
+        text(&r.holder_code),
+        text(&r.holder_code_type),
+        text(&r.issue_date),
+        text(&r.valid_from),
+        Bytes(r.valid_to.as_deref().map(str::as_bytes)),
+        text(&r.status),
+        text(&r.record),
+        Bytes(Some(&r.signature)),
+        Bytes(r.source_hash.as_deref()),
+        text(&r.issued_by),
+        Int8(r.created_at),
+        Int8(r.updated_at),
+        Int8(r.status_index),
+    ]
+}
+
+/// One column's value in a binary `COPY` (bigint as 8 bytes big-endian).
+enum CopyField<'a> {
+    Bytes(Option<&'a [u8]>),
+    Int8(i64),
+}
+
+/// Appends one row of `licenses` in PostgreSQL's binary `COPY` format ([`COPY_LICENSES`]
+/// column order). The server then parses no CSV (a fifth of its CPU per license in `perf` of
+/// `bench --issuance-only`, docs/PERFORMANCE.md) and decodes no hex. Fields longer than the
+/// format's 2 GiB are refused.
+fn copy_row(out: &mut Vec<u8>, r: &LicenseRow) -> Result<()> {
+    let fields = copy_fields(r);
+    out.extend_from_slice(&(fields.len() as i16).to_be_bytes());
+    for f in fields {
+        match f {
+            CopyField::Bytes(Some(b)) => {
+                let len = i32::try_from(b.len())
+                    .map_err(|_| Error::internal("a license field longer than COPY allows"))?;
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(b);
+            }
+            CopyField::Bytes(None) => out.extend_from_slice(&(-1i32).to_be_bytes()),
+            CopyField::Int8(v) => {
+                out.extend_from_slice(&8i32.to_be_bytes());
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A unique violation on insert means the license number was taken meanwhile.
@@ -375,11 +391,21 @@ impl Store {
         let r: std::result::Result<(), sqlx::Error> = match self {
             // COPY costs the server several times less than multi-row INSERTs.
             Store::Postgres(pool) => {
-                let body = copy_binary(&rows)?;
                 async {
                     let mut tx = pool.begin().await?;
                     let mut copy = tx.copy_in_raw(COPY_LICENSES).await?;
-                    copy.send(body).await?;
+                    let mut buf = Vec::with_capacity(COPY_CHUNK + 4096);
+                    copy_header(&mut buf);
+                    for r in rows.iter() {
+                        // A refused row ends the COPY unfinished: the transaction rolls back.
+                        copy_row(&mut buf, r).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                        if buf.len() >= COPY_CHUNK {
+                            copy.send(buf.as_slice()).await?;
+                            buf.clear();
+                        }
+                    }
+                    copy_trailer(&mut buf);
+                    copy.send(buf).await?;
                     copy.finish().await?;
                     upsert_progress!(tx, progress);
                     tx.commit().await
