@@ -109,7 +109,9 @@ pub struct CanonicalHolder<'a> {
 /// canonical form directly (equal to [`canonical_json`] of the same object).
 #[derive(serde::Serialize)]
 pub struct Record<'a> {
-    pub fields: Canonical<'a>,
+    /// The face fields' canonical JSON ([`Canonical`]), made once per request: the request's
+    /// hash covers the same text.
+    pub fields: &'a serde_json::value::RawValue,
     pub holder: CanonicalHolder<'a>,
     pub id: &'a str,
     pub issue_date: &'a str,
@@ -372,8 +374,9 @@ pub(crate) mod tests {
     #[test]
     fn record_struct_is_canonical() {
         let fields = serde_json::json!({"z": [1, {"b": 2, "a": "中\"文"}], "a": null});
+        let fields = serde_json::value::to_raw_value(&Canonical(&fields)).unwrap();
         let r = Record {
-            fields: Canonical(&fields),
+            fields: &fields,
             holder: CanonicalHolder {
                 code: "c",
                 code_type: "111",

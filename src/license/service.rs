@@ -210,6 +210,8 @@ pub struct SigningAuthority {
 /// A request that passed validation, with its derived dates.
 pub struct Checked {
     pub req: IssueRequest,
+    /// The face fields as canonical JSON (what the record and the request's hash contain).
+    pub fields: Box<serde_json::value::RawValue>,
     pub issue_date: String,
     pub valid_from: String,
     pub valid_to: Option<String>,
@@ -247,15 +249,32 @@ pub fn fmt_date_pub(d: Date) -> String {
 }
 
 fn fmt_date(d: Date) -> String {
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    // Three per license on the bulk path: digits by hand rather than through `format!`.
+    let (y, m, day) = (d.year(), u8::from(d.month()), d.day());
+    if !(0..=9999).contains(&y) {
+        return format!("{y:04}-{m:02}-{day:02}");
+    }
+    let y = y as u32;
+    let digit = |n: u32| char::from(b'0' + (n % 10) as u8);
+    let mut s = String::with_capacity(10);
+    for n in [y / 1000, y / 100, y / 10, y] {
+        s.push(digit(n));
+    }
+    s.push('-');
+    s.push(digit(u32::from(m) / 10));
+    s.push(digit(u32::from(m)));
+    s.push('-');
+    s.push(digit(u32::from(day) / 10));
+    s.push(digit(u32::from(day)));
+    s
 }
 
 /// SHA-256 of the canonical form of a request: equal requests (whatever their key order or
 /// white space) hash alike, so a re-sent request is recognised.
-fn request_hash(req: &IssueRequest) -> Result<Vec<u8>> {
+fn request_hash(req: &IssueRequest, fields: &serde_json::value::RawValue) -> Result<Vec<u8>> {
     #[derive(Serialize)]
     struct Canon<'a> {
-        fields: record::Canonical<'a>,
+        fields: &'a serde_json::value::RawValue,
         holder: record::CanonicalHolder<'a>,
         issue_date: Option<&'a str>,
         issuer: &'a str,
@@ -266,7 +285,7 @@ fn request_hash(req: &IssueRequest) -> Result<Vec<u8>> {
         valid_to: Option<&'a str>,
     }
     let text = serde_json::to_vec(&Canon {
-        fields: record::Canonical(&req.fields),
+        fields,
         holder: record::CanonicalHolder {
             code: &req.holder.code,
             code_type: &req.holder.code_type,
@@ -509,8 +528,11 @@ impl Licenses {
         if !errs.is_empty() {
             return Err(Error::InvalidFields { errors: errs });
         }
-        let source_hash = request_hash(&req)?;
+        let fields = serde_json::value::to_raw_value(&record::Canonical(&req.fields))
+            .map_err(|e| Error::internal(format!("fields: {e}")))?;
+        let source_hash = request_hash(&req, &fields)?;
         Ok(Checked {
+            fields,
             issue_date: issue.map(fmt_date).unwrap_or_default(),
             valid_from: from.map(fmt_date).unwrap_or_default(),
             valid_to: to.map(fmt_date),
@@ -534,7 +556,7 @@ impl Licenses {
     ) -> Result<LicenseRow> {
         let id_text = id.to_string();
         let record = record::Record {
-            fields: record::Canonical(&c.req.fields),
+            fields: &c.fields,
             holder: record::CanonicalHolder {
                 code: &c.req.holder.code,
                 code_type: &c.req.holder.code_type,
@@ -946,5 +968,47 @@ impl Licenses {
             ))
             .await?;
         self.view(&new_row, &auth.cert)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_written_as_iso_8601() {
+        for (y, m, d) in [
+            (2026, 1, 2),
+            (1949, 12, 31),
+            (9999, 12, 31),
+            (5, 3, 9),
+            (-1, 1, 1),
+        ] {
+            let date = Date::from_calendar_date(y, time::Month::try_from(m).unwrap(), d).unwrap();
+            assert_eq!(
+                fmt_date(date),
+                format!("{y:04}-{m:02}-{d:02}"),
+                "{y}-{m}-{d}"
+            );
+        }
+    }
+
+    /// The request hash is SHA-256 of the canonical JSON of the request (absent dates as
+    /// null), whatever the key order or white space it came in: licenses issued by earlier
+    /// builds are recognised by it when their request is sent again.
+    #[test]
+    fn request_hash_is_sha256_of_the_canonical_request() {
+        let text = r#"{"type": "T", "issuer": "I", "number": "N1",
+            "holder": {"name": "王芳", "code": "C", "code_type": "111"},
+            "issue_date": "2026-01-02",
+            "fields": {"z": [1, {"b": "\"", "a": null}], "a": "中文"}}"#;
+        let req: IssueRequest = serde_json::from_str(text).unwrap();
+        let fields = serde_json::value::to_raw_value(&record::Canonical(&req.fields)).unwrap();
+        let mut v: Value = serde_json::from_str(text).unwrap();
+        v["valid_from"] = Value::Null;
+        v["valid_to"] = Value::Null;
+        let expected =
+            ring::digest::digest(&ring::digest::SHA256, record::canonical_json(&v).as_bytes());
+        assert_eq!(request_hash(&req, &fields).unwrap(), expected.as_ref());
     }
 }
