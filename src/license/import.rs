@@ -303,7 +303,6 @@ pub async fn import_file(
                     "ids_sha256": hex::encode(ids.finish()),
                 }),
             );
-            // The rows are freed by another thread while the entry commits.
             drop(rows);
             lic.audit().append(entry).await?;
         }
