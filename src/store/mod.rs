@@ -111,19 +111,26 @@ async fn bind_audit_file(pool: &SqlitePool, path: &std::path::Path, existed: boo
     let ours: Option<String> = sqlx::query_scalar("SELECT file_id FROM main.audit_file")
         .fetch_optional(pool)
         .await?;
-    match ours {
+    let ours = match ours {
+        Some(ours) => ours,
         None => {
+            // First use. Two processes starting at once on a new database both get here: the
+            // first binds, and the other reads what it bound.
             sqlx::query(
                 "INSERT INTO main.audit_file (singleton, file_id, bound_at) \
-                 VALUES (1, $1, CAST(strftime('%s', 'now') AS INTEGER))",
+                 VALUES (1, $1, CAST(strftime('%s', 'now') AS INTEGER)) ON CONFLICT DO NOTHING",
             )
             .bind(&theirs)
             .execute(pool)
             .await?;
-            Ok(())
+            sqlx::query_scalar("SELECT file_id FROM main.audit_file")
+                .fetch_one(pool)
+                .await?
         }
-        Some(ours) if ours == theirs => Ok(()),
-        Some(ours) => {
+    };
+    match ours {
+        ours if ours == theirs => Ok(()),
+        ours => {
             let reason = if existed {
                 format!(
                     "it is audit file {theirs}, but this database was written with audit file \
