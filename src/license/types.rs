@@ -152,6 +152,11 @@ impl LicenseType {
 
     /// Validates face fields; every error names its path under `/fields`.
     pub fn validate_fields(&self, fields: &Value) -> Vec<FieldError> {
+        // The usual case first: `is_valid` stops at nothing and builds no error values, where
+        // `iter_errors` sets up its error iterators even for a valid instance.
+        if self.validator.is_valid(fields) {
+            return Vec::new();
+        }
         self.validator
             .iter_errors(fields)
             .map(|e| {
