@@ -245,7 +245,8 @@ pub async fn import_file(
         if consumed == 0 && !eof {
             continue;
         }
-        let mut settled = settle_batch(lic, &region, pending, &authorities, opts, precheck).await?;
+        let mut settled =
+            settle_batch(lic, &region, &pending, &authorities, opts, precheck).await?;
         let mut conflicts = 0;
         loop {
             let progress = ImportRunRow {
@@ -267,12 +268,16 @@ pub async fn import_file(
             match r {
                 Ok(()) => break,
                 // A number of the batch is issued already: before this run (another file, the
-                // API) or meanwhile. Sort those lines out and store the rest; from now on the
-                // numbers are looked up before signing.
+                // API) or meanwhile. From now on the numbers are looked up before signing, and
+                // this batch is settled again that way (its first signatures and serials go
+                // unused): a line is sorted out against the issued license first and against
+                // the lines before it in the batch second, so a repeat of a line whose number
+                // turned out taken is reported as that line is.
                 Err(Error::AlreadyExists { .. }) if conflicts < 3 => {
                     conflicts += 1;
                     precheck = true;
-                    drop_existing(lic, &mut settled).await?;
+                    settled =
+                        settle_batch(lic, &region, &pending, &authorities, opts, precheck).await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -341,7 +346,6 @@ async fn prepare(
 /// A batch ready to store: its rows, the file line of each, and the lines it did not issue.
 struct Settled {
     rows: Vec<LicenseRow>,
-    lines: Vec<u64>,
     skipped: u64,
     errors: Vec<LineError>,
 }
@@ -387,43 +391,12 @@ async fn existing<'a>(
     Ok(found)
 }
 
-/// Takes the rows whose numbers are issued already out of a settled batch (their serials
-/// stay unused).
-async fn drop_existing(lic: &Licenses, b: &mut Settled) -> Result<()> {
-    let taken = existing(
-        lic,
-        b.rows
-            .iter()
-            .map(|r| (r.type_code.as_str(), r.number.as_str())),
-    )
-    .await?;
-    let (rows, lines) = (std::mem::take(&mut b.rows), std::mem::take(&mut b.lines));
-    for (r, line) in rows.into_iter().zip(lines) {
-        match taken.get(&(r.type_code.clone(), r.number.clone())) {
-            Some((id, h)) => classify(
-                line,
-                &r.type_code,
-                &r.number,
-                r.source_hash.as_deref().unwrap_or_default(),
-                (id, h.as_deref()),
-                &mut b.skipped,
-                &mut b.errors,
-            ),
-            None => {
-                b.rows.push(r);
-                b.lines.push(line);
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Drops lines that repeat a number of this batch (and, with `precheck`, lines whose number
 /// is already issued), reserves serials, and signs the rest in parallel.
 async fn settle_batch(
     lic: &Licenses,
     region: &str,
-    pending: Vec<Pending>,
+    pending: &[Pending],
     authorities: &HashMap<String, Arc<SigningAuthority>>,
     opts: &ImportOptions,
     precheck: bool,
@@ -444,7 +417,7 @@ async fn settle_batch(
     let mut fresh: Vec<&Pending> = Vec::with_capacity(pending.len());
     // Lines of this batch taken so far, by (type, number): their request hashes.
     let mut seen: HashMap<(&str, &str), &[u8]> = HashMap::with_capacity(pending.len());
-    for p in &pending {
+    for p in pending {
         let key = (p.t.def.code.as_str(), p.checked.req.number.as_str());
         let dup_of = match seen.get(&key) {
             Some(h) => Some(("(earlier line of this file)", Some(*h))),
@@ -554,7 +527,6 @@ async fn settle_batch(
     }
     Ok(Settled {
         rows,
-        lines: jobs.iter().map(|(p, _, _)| p.line).collect(),
         skipped,
         errors,
     })
