@@ -106,14 +106,38 @@ fn open(lite: &Lite, role: Role) -> rusqlite::Result<Connection> {
             c.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
         }
         Role::Indexer => {
+            // Read-only: `BEGIN IMMEDIATE` takes the write lock of every attached file that
+            // can be written, so with the audit file attached read-write each index run held
+            // the log's write lock and the log's commits (every verification's) waited for it.
             c.execute(
                 "ATTACH DATABASE ?1 AS audit",
-                [lite.audit_path.to_string_lossy()],
+                [read_only_uri(&lite.audit_path)],
             )?;
         }
         Role::Reader | Role::Writer => {}
     }
     Ok(c)
+}
+
+/// A `file:` URI that opens `path` read-only (SQLite is built with URI file names on;
+/// `%`, `?` and `#` in the path are escaped).
+fn read_only_uri(path: &Path) -> String {
+    let path = path.to_string_lossy();
+    let mut uri = String::from(if path.starts_with('/') {
+        "file://"
+    } else {
+        "file:"
+    });
+    for ch in path.chars() {
+        match ch {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=ro");
+    uri
 }
 
 /// SQLite's "busy" and "locked" mean another connection holds the database: the same
@@ -252,8 +276,8 @@ impl Lite {
 
 impl Lite {
     /// [`super::Store::index_audit_subjects`] on the indexer's connection (blocks while SQLite
-    /// commits; an import's batch may hold the main file meanwhile, the audit log's commits
-    /// never wait for it).
+    /// commits; an import's batch may hold the main file meanwhile; the audit file is attached
+    /// read-only, so the audit log's commits never wait for it).
     pub fn index_audit_subjects(&self, limit: i64) -> Result<i64> {
         self.with(Role::Indexer, |conn| {
             let tx = conn
@@ -405,4 +429,54 @@ fn license_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LicenseRow> {
         updated_at: r.get(18)?,
         status_index: r.get(19)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_only_uris_escape_what_a_uri_would_read() {
+        assert_eq!(
+            read_only_uri(Path::new("/data/a?b#c%d-audit.db")),
+            "file:///data/a%3fb%23c%25d-audit.db?mode=ro"
+        );
+        assert_eq!(read_only_uri(Path::new("x/y.db")), "file:x/y.db?mode=ro");
+    }
+
+    /// The subject indexer writes the main file only: while it is inside its transaction the
+    /// audit log can still commit, at once, and the indexer cannot write the log.
+    #[tokio::test]
+    async fn the_indexer_never_holds_the_audit_files_write_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = crate::store::Store::connect(&url).await.expect("store");
+        let crate::store::Store::Sqlite(_, lite) = &store else {
+            panic!("a SQLite store")
+        };
+        lite.with(Role::Indexer, |ix| {
+            let tx = ix
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db_error)?;
+            let n: i64 = tx
+                .query_row("SELECT COUNT(*) FROM audit.audit_log", [], |r| r.get(0))
+                .map_err(db_error)?;
+            assert_eq!(n, 0);
+            assert!(
+                tx.execute("DELETE FROM audit.audit_log", []).is_err(),
+                "the indexer could write the audit file"
+            );
+            lite.with(Role::AuditWriter, |w| {
+                w.busy_timeout(Duration::ZERO).map_err(db_error)?;
+                let r = w
+                    .execute_batch("BEGIN IMMEDIATE; COMMIT;")
+                    .map_err(db_error);
+                w.busy_timeout(Duration::from_secs(10)).map_err(db_error)?;
+                r
+            })
+            .expect("the audit file's write lock is free while the indexer runs");
+            tx.commit().map_err(db_error)
+        })
+        .expect("indexer transaction");
+    }
 }
