@@ -2538,6 +2538,15 @@ async fn legacy_audit_log_moves_to_its_file_only_when_every_entry_arrived() {
         .collect();
     assert_eq!(about_x, [3, 1]);
     store.close().await;
+    // The migration that dropped the old log bound the database to the file it moved to.
+    assert_eq!(
+        sqlite_rows(&dir.path().join("a.db"), "SELECT file_id FROM audit_file").await,
+        sqlite_rows(
+            &dir.path().join("a-audit.db"),
+            "SELECT file_id FROM audit_meta"
+        )
+        .await
+    );
     assert_eq!(
         sqlite_rows(
             &dir.path().join("a-audit.db"),
@@ -2589,9 +2598,50 @@ async fn sqlite_database_refuses_a_missing_or_foreign_audit_file() {
         .unwrap_err();
     assert_eq!(e.code(), "SYS-0003");
     assert!(e.to_string().contains("restore the audit file"), "{e}");
+    std::fs::remove_file(&own).unwrap();
+    // Only the audit file's write-ahead log is there: SQLite would replay it into a new file,
+    // and the refused start must not delete what may be the newest entries' last copy.
+    let wal = dir.path().join("t-audit.db-wal");
+    std::fs::write(&wal, b"entries").unwrap();
+    let e = elicense::store::Store::connect(&url("t.db"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "SYS-0003");
+    assert!(e.to_string().contains("write-ahead log"), "{e}");
+    assert_eq!(std::fs::read(&wal).unwrap(), b"entries");
+    assert!(!own.exists());
+    std::fs::remove_file(&wal).unwrap();
     std::fs::rename(&kept, &own).unwrap();
     let store = elicense::store::Store::connect(&url("t.db")).await.unwrap();
     store.close().await;
+    // A database whose record of its audit file was removed is refused too, with any file.
+    sqlite_rows(
+        &dir.path().join("other.db"),
+        "DELETE FROM audit_file RETURNING file_id",
+    )
+    .await;
+    let e = elicense::store::Store::connect(&url("other.db"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "SYS-0003");
+    assert!(e.to_string().contains("no record"), "{e}");
+}
+
+/// SQLite's in-memory databases, under any of their names, are refused before anything is
+/// created: the audit log is a second file that other connections must see.
+#[tokio::test]
+async fn sqlite_in_memory_databases_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let named = dir.path().join("mem.db");
+    for url in [
+        "sqlite::memory:".to_string(),
+        "sqlite://:memory:".to_string(),
+        format!("sqlite://{}?mode=memory", named.display()),
+    ] {
+        let e = elicense::store::Store::connect(&url).await.unwrap_err();
+        assert!(e.to_string().contains("in-memory"), "{url}: {e}");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
 #[test]

@@ -7,12 +7,16 @@
 -- The subject index stays here: the indexer writes it on a connection of its own, so the
 -- log's commits never wait for it.
 
--- The audit file this database belongs to (its `audit_meta.file_id`), recorded on first use.
+-- The audit file this database belongs to (its `audit_meta.file_id`). Bound here, in the
+-- transaction that drops the old log, so no crash leaves the log moved and its file unbound
+-- (a later start would then take any audit file, or a new empty one, for it).
 CREATE TABLE audit_file (
     singleton   INTEGER PRIMARY KEY CHECK (singleton = 1),
     file_id     TEXT NOT NULL,
     bound_at    INTEGER NOT NULL
 );
+INSERT INTO audit_file (singleton, file_id, bound_at)
+SELECT 1, file_id, CAST(strftime('%s', 'now') AS INTEGER) FROM audit.audit_meta;
 
 CREATE TEMP TABLE audit_moved (ok INTEGER NOT NULL CHECK (ok = 1));
 INSERT INTO audit_moved

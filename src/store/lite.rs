@@ -72,7 +72,10 @@ pub struct Lite {
 /// True for SQLite's names of an in-memory database, which another connection could not see.
 pub fn is_in_memory(path: &Path) -> bool {
     let name = path.to_string_lossy();
-    name.is_empty() || name == ":memory:" || name.starts_with("file::memory:")
+    name.is_empty()
+        || name == ":memory:"
+        || name.starts_with("file::memory:")
+        || name.starts_with("file:sqlx-in-memory-")
 }
 
 fn open(lite: &Lite, role: Role) -> rusqlite::Result<Connection> {

@@ -101,9 +101,10 @@ async fn copy_legacy_audit(pool: &SqlitePool) -> Result<()> {
     Ok(())
 }
 
-/// Records which audit file this database belongs to on first use, and refuses to go on with
-/// another one: one restored from a different backup, or a new empty one because the file was
-/// lost (which would start the chain afresh and hide every earlier entry).
+/// Refuses to go on with an audit file other than the one this database was written with
+/// (migration 0012 records it, in the transaction that moves the log there): one restored from
+/// a different backup, or a new empty one because the file was lost (which would start the
+/// chain afresh and hide every earlier entry).
 async fn bind_audit_file(pool: &SqlitePool, path: &std::path::Path, existed: bool) -> Result<()> {
     let theirs: String = sqlx::query_scalar("SELECT file_id FROM audit.audit_meta")
         .fetch_one(pool)
@@ -111,36 +112,22 @@ async fn bind_audit_file(pool: &SqlitePool, path: &std::path::Path, existed: boo
     let ours: Option<String> = sqlx::query_scalar("SELECT file_id FROM main.audit_file")
         .fetch_optional(pool)
         .await?;
-    let ours = match ours {
-        Some(ours) => ours,
-        None => {
-            // First use. Two processes starting at once on a new database both get here: the
-            // first binds, and the other reads what it bound.
-            sqlx::query(
-                "INSERT INTO main.audit_file (singleton, file_id, bound_at) \
-                 VALUES (1, $1, CAST(strftime('%s', 'now') AS INTEGER)) ON CONFLICT DO NOTHING",
-            )
-            .bind(&theirs)
-            .execute(pool)
-            .await?;
-            sqlx::query_scalar("SELECT file_id FROM main.audit_file")
-                .fetch_one(pool)
-                .await?
-        }
-    };
     match ours {
-        ours if ours == theirs => Ok(()),
+        Some(ours) if ours == theirs => Ok(()),
         ours => {
-            let reason = if existed {
-                format!(
+            let reason = match (ours, existed) {
+                (None, _) => "this database has no record of the audit file it was written \
+                              with (migration 0012 wrote one; it was removed): restore the \
+                              database and its audit file from one backup"
+                    .to_string(),
+                (Some(ours), true) => format!(
                     "it is audit file {theirs}, but this database was written with audit file \
                      {ours}; restore the audit file taken with the database"
-                )
-            } else {
-                format!(
+                ),
+                (Some(ours), false) => format!(
                     "it is missing; this database was written with audit file {ours}: restore \
                      it from the backup taken with the database"
-                )
+                ),
             };
             pool.close().await;
             if !existed {
@@ -208,13 +195,33 @@ impl Store {
                 .pragma("temp_store", "memory")
                 .pragma("cache_size", "-65536");
             let main_path = opts.get_filename().to_path_buf();
-            if lite::is_in_memory(&main_path) {
+            // `?mode=memory` keeps the file's name (sqlx names `:memory:` itself
+            // `file:sqlx-in-memory-N`, which `is_in_memory` knows).
+            let mode_memory = url
+                .split_once('?')
+                .is_some_and(|(_, q)| q.split('&').any(|kv| kv == "mode=memory"));
+            if mode_memory || lite::is_in_memory(&main_path) {
                 return Err(Error::bad_request(
-                    "SQLite needs a file (its audit log is a second file beside it), not :memory:",
+                    "SQLite needs a file (its audit log is a second file beside it), not an \
+                     in-memory database",
                 ));
             }
             let audit_path = audit_file_path(&main_path);
             let audit_existed = audit_path.exists();
+            let mut audit_wal = audit_path.as_os_str().to_owned();
+            audit_wal.push("-wal");
+            if !audit_existed && std::path::Path::new(&audit_wal).exists() {
+                // SQLite would replay that log into a new, empty file, and a refused start
+                // would then remove it: perhaps the last copy of the newest entries.
+                return Err(Error::AuditFile {
+                    path: audit_path.display().to_string(),
+                    reason: format!(
+                        "it is missing, but its write-ahead log {} is there: restore the audit \
+                         file from the backup taken with the database and keep the log beside it",
+                        std::path::Path::new(&audit_wal).display()
+                    ),
+                });
+            }
             prepare_audit_file(&audit_path).await?;
             // One connection per core, one for the writer and one for a long read: SQLite runs
             // one writer at a time, and each pooled connection is a thread of its own; more
