@@ -396,13 +396,25 @@ impl Store {
                     let mut copy = tx.copy_in_raw(COPY_LICENSES).await?;
                     let mut buf = Vec::with_capacity(COPY_CHUNK + 4096);
                     copy_header(&mut buf);
+                    let mut failed = None;
                     for r in rows.iter() {
-                        // A refused row ends the COPY unfinished: the transaction rolls back.
-                        copy_row(&mut buf, r).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                        if let Err(e) = copy_row(&mut buf, r) {
+                            failed = Some(sqlx::Error::Protocol(e.to_string()));
+                            break;
+                        }
                         if buf.len() >= COPY_CHUNK {
-                            copy.send(buf.as_slice()).await?;
+                            if let Err(e) = copy.send(buf.as_slice()).await {
+                                failed = Some(e);
+                                break;
+                            }
                             buf.clear();
                         }
+                    }
+                    if let Some(e) = failed {
+                        // Ended explicitly, and its answer read, so the connection is in step
+                        // with the server for the rollback (a dropped COPY only queues its end).
+                        let _ = copy.abort(e.to_string()).await;
+                        return Err(e);
                     }
                     copy_trailer(&mut buf);
                     copy.send(buf).await?;
