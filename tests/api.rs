@@ -2627,6 +2627,28 @@ async fn sqlite_database_refuses_a_missing_or_foreign_audit_file() {
     assert!(e.to_string().contains("no record"), "{e}");
 }
 
+/// Two starts at once on a new SQLite database (the service and a CLI command, say) both
+/// come up on the same files: the second waits while the first creates, migrates and binds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_starts_at_once_on_a_new_sqlite_database_both_succeed() {
+    for round in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("new.db").display());
+        let (a, b) = tokio::join!(
+            elicense::store::Store::connect(&url),
+            elicense::store::Store::connect(&url)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(
+            a.count_licenses().await.unwrap(),
+            b.count_licenses().await.unwrap(),
+            "round {round}"
+        );
+        a.close().await;
+        b.close().await;
+    }
+}
+
 /// SQLite's in-memory databases, under any of their names, are refused before anything is
 /// created: the audit log is a second file that other connections must see.
 #[tokio::test]

@@ -146,6 +146,50 @@ async fn bind_audit_file(pool: &SqlitePool, path: &std::path::Path, existed: boo
     }
 }
 
+/// How long a start waits for another process that is setting up the same SQLite files.
+const SETUP_LOCK_WAIT: Duration = Duration::from_secs(300);
+
+/// An exclusive advisory lock (`flock`) on the SQLite database's directory for the set-up of
+/// a start: creating and migrating the two files and binding them. sqlx's SQLite migrator
+/// takes no lock of its own, so two processes starting at once on a new database both ran the
+/// first migrations and one failed ("table already exists"). The directory, not the database
+/// file: closing any descriptor of the database file would drop every POSIX lock this
+/// process's SQLite connections hold on it (a known way to corrupt SQLite), while a lock on
+/// the directory is apart from them. Starts on other databases of the same directory wait
+/// for each other's set-up too, which is brief.
+async fn setup_lock(main: &std::path::Path) -> Result<std::fs::File> {
+    let dir = match main.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let file = std::fs::File::open(dir)
+        .map_err(|e| Error::bad_request(format!("cannot open {}: {e}", dir.display())))?;
+    let start = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < SETUP_LOCK_WAIT => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::DatabaseUnavailableFor {
+                    reason: format!(
+                        "another process has been setting up a database in {} for {} s",
+                        dir.display(),
+                        SETUP_LOCK_WAIT.as_secs()
+                    ),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::internal(format!(
+                    "cannot lock {}: {e}",
+                    dir.display()
+                )));
+            }
+        }
+    }
+}
+
 /// A connection pool to one of the two supported databases.
 #[derive(Clone, Debug)]
 pub enum Store {
@@ -206,6 +250,8 @@ impl Store {
                      in-memory database",
                 ));
             }
+            // Held until both files are migrated and bound (dropped at the end of this block).
+            let _setup = setup_lock(&main_path).await?;
             let audit_path = audit_file_path(&main_path);
             let audit_existed = audit_path.exists();
             let mut audit_wal = audit_path.as_os_str().to_owned();
