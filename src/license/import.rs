@@ -343,7 +343,7 @@ async fn prepare(
     Ok((t, checked))
 }
 
-/// A batch ready to store: its rows, the file line of each, and the lines it did not issue.
+/// A batch ready to store: its rows, and the lines it did not issue.
 struct Settled {
     rows: Vec<LicenseRow>,
     skipped: u64,

@@ -69,15 +69,6 @@ pub struct Lite {
     indexer: Mutex<Option<Connection>>,
 }
 
-/// True for SQLite's names of an in-memory database, which another connection could not see.
-pub fn is_in_memory(path: &Path) -> bool {
-    let name = path.to_string_lossy();
-    name.is_empty()
-        || name == ":memory:"
-        || name.starts_with("file::memory:")
-        || name.starts_with("file:sqlx-in-memory-")
-}
-
 fn open(lite: &Lite, role: Role) -> rusqlite::Result<Connection> {
     let (file, read_only) = match role {
         Role::Reader => (&lite.path, true),

@@ -133,9 +133,7 @@ async fn bind_audit_file(pool: &SqlitePool, path: &std::path::Path, existed: boo
             if !existed {
                 // The empty file this start created is not the log: leave no decoy behind.
                 for suffix in ["", "-wal", "-shm"] {
-                    let mut p = path.as_os_str().to_owned();
-                    p.push(suffix);
-                    let _ = std::fs::remove_file(p);
+                    let _ = std::fs::remove_file(with_suffix(path, suffix));
                 }
             }
             Err(Error::AuditFile {
@@ -144,6 +142,27 @@ async fn bind_audit_file(pool: &SqlitePool, path: &std::path::Path, existed: boo
             })
         }
     }
+}
+
+/// `path` with `suffix` appended to its file name (SQLite's `-wal` and `-shm` beside a file).
+fn with_suffix(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    p.into()
+}
+
+/// True for SQLite's in-memory databases, which another connection could not see: `:memory:`
+/// (sqlx names it `file:sqlx-in-memory-N`), `file::memory:`, and any file opened with
+/// `?mode=memory` (which keeps the file's name).
+fn is_in_memory(url: &str, file: &std::path::Path) -> bool {
+    let name = file.to_string_lossy();
+    name.is_empty()
+        || name == ":memory:"
+        || name.starts_with("file::memory:")
+        || name.starts_with("file:sqlx-in-memory-")
+        || url
+            .split_once('?')
+            .is_some_and(|(_, q)| q.split('&').any(|kv| kv == "mode=memory"))
 }
 
 /// How long a start waits for another process that is setting up the same SQLite files.
@@ -239,12 +258,7 @@ impl Store {
                 .pragma("temp_store", "memory")
                 .pragma("cache_size", "-65536");
             let main_path = opts.get_filename().to_path_buf();
-            // `?mode=memory` keeps the file's name (sqlx names `:memory:` itself
-            // `file:sqlx-in-memory-N`, which `is_in_memory` knows).
-            let mode_memory = url
-                .split_once('?')
-                .is_some_and(|(_, q)| q.split('&').any(|kv| kv == "mode=memory"));
-            if mode_memory || lite::is_in_memory(&main_path) {
+            if is_in_memory(url, &main_path) {
                 return Err(Error::bad_request(
                     "SQLite needs a file (its audit log is a second file beside it), not an \
                      in-memory database",
@@ -254,9 +268,8 @@ impl Store {
             let _setup = setup_lock(&main_path).await?;
             let audit_path = audit_file_path(&main_path);
             let audit_existed = audit_path.exists();
-            let mut audit_wal = audit_path.as_os_str().to_owned();
-            audit_wal.push("-wal");
-            if !audit_existed && std::path::Path::new(&audit_wal).exists() {
+            let audit_wal = with_suffix(&audit_path, "-wal");
+            if !audit_existed && audit_wal.exists() {
                 // SQLite would replay that log into a new, empty file, and a refused start
                 // would then remove it: perhaps the last copy of the newest entries.
                 return Err(Error::AuditFile {
@@ -264,7 +277,7 @@ impl Store {
                     reason: format!(
                         "it is missing, but its write-ahead log {} is there: restore the audit \
                          file from the backup taken with the database and keep the log beside it",
-                        std::path::Path::new(&audit_wal).display()
+                        audit_wal.display()
                     ),
                 });
             }
