@@ -13,13 +13,18 @@ pub const PREFIX: &str = "1.2.156.3005.2.";
 const ALNUM: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
 fn alnum_value(c: u8) -> Option<u32> {
-    ALNUM.iter().position(|&a| a == c).map(|p| p as u32)
+    match c {
+        b'0'..=b'9' => Some(u32::from(c - b'0')),
+        b'A'..=b'Z' => Some(u32::from(c - b'A') + 10),
+        _ => None,
+    }
 }
 
-/// ISO/IEC 7064 MOD 37,36 (hybrid system): the check character for `data`.
-pub fn mod37_36_check(data: &str) -> Option<char> {
-    const M: u32 = 36;
-    let mut p = M;
+/// The modulus of ISO/IEC 7064 MOD 37,36.
+const M: u32 = 36;
+
+/// MOD 37,36 carried over `data` from state `p` (`M` at the start).
+fn mod37_36_state(mut p: u32, data: &str) -> Option<u32> {
     for c in data.bytes() {
         let mut s = (p + alnum_value(c)?) % M;
         if s == 0 {
@@ -27,8 +32,18 @@ pub fn mod37_36_check(data: &str) -> Option<char> {
         }
         p = (2 * s) % (M + 1);
     }
+    Some(p)
+}
+
+/// The check character that ends data whose state is `p`.
+fn mod37_36_finish(p: u32) -> Option<char> {
     let check = (M + 1 - p) % M;
     ALNUM.get(check as usize).map(|b| *b as char)
+}
+
+/// ISO/IEC 7064 MOD 37,36 (hybrid system): the check character for `data`.
+pub fn mod37_36_check(data: &str) -> Option<char> {
+    mod37_36_finish(mod37_36_state(M, data)?)
 }
 
 /// Which part of an identifier is wrong.
@@ -68,14 +83,19 @@ pub struct LicenseId {
     pub legacy_region_issuer: bool,
 }
 
-impl LicenseId {
-    /// Builds a new identifier; `issuer_code` must be a credit code (never a region code).
-    pub fn new(
-        type_code: &str,
-        issuer_code: &str,
-        serial: &str,
-        version: u16,
-    ) -> Result<Self, IdError> {
+/// The type and issuer parts of new identifiers, validated once for all the serials an issuer
+/// gives out under a type (a bulk import makes thousands from one).
+#[derive(Debug, Clone)]
+pub struct IdPrefix {
+    type_code: String,
+    issuer_code: String,
+    /// The MOD 37,36 state after the type and issuer codes.
+    state: u32,
+}
+
+impl IdPrefix {
+    /// `issuer_code` must be a credit code (identifiers are never generated with a region code).
+    pub fn new(type_code: &str, issuer_code: &str) -> Result<Self, IdError> {
         let (type_credit, type_digits) = type_code.split_at_checked(18).unwrap_or((type_code, ""));
         if type_code.len() != 21 || !type_digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(IdError::TypeCode(type_code.to_string()));
@@ -88,30 +108,53 @@ impl LicenseId {
             code: issuer_code.to_string(),
             reason: e.to_string(),
         })?;
-        if serial.is_empty()
-            || serial.len() > 32
-            || !serial.bytes().all(|b| alnum_value(b).is_some())
-        {
+        let state = mod37_36_state(M, type_code)
+            .and_then(|p| mod37_36_state(p, issuer_code))
+            .ok_or_else(|| IdError::IssuerCode(issuer_code.to_string()))?;
+        Ok(IdPrefix {
+            type_code: type_code.to_string(),
+            issuer_code: issuer_code.to_string(),
+            state,
+        })
+    }
+
+    /// The identifier of `serial` at `version`.
+    pub fn id(&self, serial: &str, version: u16) -> Result<LicenseId, IdError> {
+        if serial.is_empty() || serial.len() > 32 {
             return Err(IdError::Serial(serial.to_string()));
         }
         if version > 999 {
             return Err(IdError::Version(version.to_string()));
         }
-        let mut body =
-            String::with_capacity(type_code.len() + issuer_code.len() + serial.len() + 3);
-        body.push_str(type_code);
-        body.push_str(issuer_code);
-        body.push_str(serial);
-        body.push_str(&format!("{version:03}"));
-        let check = mod37_36_check(&body).ok_or_else(|| IdError::Serial(serial.to_string()))?;
+        let digits = [
+            b'0' + (version / 100) as u8,
+            b'0' + (version / 10 % 10) as u8,
+            b'0' + (version % 10) as u8,
+        ];
+        let check = mod37_36_state(self.state, serial)
+            .and_then(|p| mod37_36_state(p, std::str::from_utf8(&digits).ok()?))
+            .and_then(mod37_36_finish)
+            .ok_or_else(|| IdError::Serial(serial.to_string()))?;
         Ok(LicenseId {
-            type_code: type_code.to_string(),
-            issuer_code: issuer_code.to_string(),
+            type_code: self.type_code.clone(),
+            issuer_code: self.issuer_code.clone(),
             serial: serial.to_string(),
             version,
             check,
             legacy_region_issuer: false,
         })
+    }
+}
+
+impl LicenseId {
+    /// Builds a new identifier; `issuer_code` must be a credit code (never a region code).
+    pub fn new(
+        type_code: &str,
+        issuer_code: &str,
+        serial: &str,
+        version: u16,
+    ) -> Result<Self, IdError> {
+        IdPrefix::new(type_code, issuer_code)?.id(serial, version)
     }
 
     /// The same license at another version (a new check character).
@@ -242,6 +285,38 @@ mod tests {
             LicenseId::parse(
                 "1.2.156.3005.2.11100000000013338W011.11430000006122244X.20230000403.001.U"
             ),
+            Err(IdError::IssuerCredit { .. })
+        ));
+    }
+
+    #[test]
+    fn one_prefix_makes_the_identifiers_new_makes() {
+        let prefix = IdPrefix::new("11100000000013338W001", "11430000006122244L").unwrap();
+        for serial in [
+            "1",
+            "202600000001",
+            "ZZ9",
+            "20269999999999999999999999999999",
+        ] {
+            for version in [0, 1, 7, 10, 99, 100, 999] {
+                let id = prefix.id(serial, version).unwrap();
+                // Parsing computes the check character over the whole body, not from the
+                // prefix's state.
+                assert_eq!(LicenseId::parse(&id.to_string()), Ok(id.clone()));
+                let again = LicenseId::new(
+                    "11100000000013338W001",
+                    "11430000006122244L",
+                    serial,
+                    version,
+                );
+                assert_eq!(again, Ok(id));
+            }
+        }
+        assert!(matches!(prefix.id("2026a", 1), Err(IdError::Serial(_))));
+        assert!(matches!(prefix.id("", 1), Err(IdError::Serial(_))));
+        assert!(matches!(prefix.id("1", 1000), Err(IdError::Version(_))));
+        assert!(matches!(
+            IdPrefix::new("11100000000013338W001", "11430000006122244X"),
             Err(IdError::IssuerCredit { .. })
         ));
     }

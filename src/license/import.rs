@@ -5,7 +5,7 @@
 //! license number that is already issued from the same request is skipped, so re-running a file
 //! never issues twice. Bad lines are reported with their line number and do not stop the others.
 
-use super::id::LicenseId;
+use super::id::IdPrefix;
 use super::service::{Checked, IssueRequest, Licenses, SigningAuthority, Status};
 use super::types::LicenseType;
 use crate::error::{Error, Result};
@@ -451,18 +451,22 @@ async fn settle_batch(
             .entry((p.t.def.code.as_str(), p.checked.req.issuer.as_str()))
             .or_default() += 1;
     }
-    let mut next: HashMap<(&str, &str), i64> = HashMap::with_capacity(counts.len());
+    // The next serial of each (type, issuer), and its identifiers' prefix, checked once.
+    let mut next: HashMap<(&str, &str), (i64, IdPrefix)> = HashMap::with_capacity(counts.len());
     for (k, n) in counts {
         let first = lic.store().reserve_serials(k.0, k.1, year, n).await?;
-        next.insert(k, first);
+        let prefix = IdPrefix::new(k.0, k.1)
+            .map_err(|e| Error::internal(format!("generated identifier: {e}")))?;
+        next.insert(k, (first, prefix));
     }
     let mut jobs = Vec::with_capacity(fresh.len());
     for p in fresh {
         let k = (p.t.def.code.as_str(), p.checked.req.issuer.as_str());
-        let n = next
+        let (n, prefix) = next
             .get_mut(&k)
             .ok_or_else(|| Error::internal("serial map"))?;
-        let id = LicenseId::new(k.0, k.1, &Licenses::serial(year, *n), 1)
+        let id = prefix
+            .id(&Licenses::serial(year, *n), 1)
             .map_err(|e| Error::internal(format!("generated identifier: {e}")))?;
         *n += 1;
         let auth = authorities
