@@ -923,6 +923,10 @@ async fn import_100k_survives_kill_9(env: Env) {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(acknowledged >= 7000);
+    // A run that did not finish refreshed no planner statistics.
+    if let Some(pg) = &env.pg {
+        assert_eq!(planner_view(&pg.url, None).await.0, 0);
+    }
 
     // Everything acknowledged is there, verifiable, and nothing else half-written.
     let store = &env.app.store;
@@ -976,6 +980,20 @@ async fn import_100k_survives_kill_9(env: Env) {
         .unwrap();
     assert_eq!(st.code(), Some(2), "bad lines make exit code 2");
     assert_eq!(store.count_licenses().await.unwrap() as u64, good);
+    // The run that issued most of the file left the table analyzed: the planner knows its size
+    // and finds a holder's licenses through the holder index, not by walking the primary key.
+    if let Some(pg) = &env.pg {
+        let (analyzed, rows, plan) = planner_view(&pg.url, Some(&rows[0].holder_code)).await;
+        assert_eq!(analyzed, 1, "one ANALYZE, by the run that finished");
+        assert!(
+            (rows - good as f64).abs() < 0.05 * good as f64,
+            "the planner's row count {rows}, stored {good}"
+        );
+        assert!(
+            plan.contains("licenses_holder"),
+            "holder query plan: {plan}"
+        );
+    }
     let reported: std::collections::BTreeSet<u64> = std::fs::read_to_string(&rejects)
         .unwrap()
         .lines()
@@ -1013,6 +1031,37 @@ async fn import_100k_survives_kill_9(env: Env) {
         .unwrap();
     assert_eq!((s.issued_this_run, s.skipped, s.failed), (0, good, 1000));
     assert_eq!(store.count_licenses().await.unwrap() as u64, good);
+    // Runs that issued nothing left the statistics alone.
+    if let Some(pg) = &env.pg {
+        assert_eq!(planner_view(&pg.url, None).await.0, 1);
+    }
+}
+
+/// What PostgreSQL's planner knows of `licenses`: manual ANALYZE runs (autovacuum's are
+/// counted apart), its row estimate, and, given a holder code, the plan of the listing's
+/// holder query.
+async fn planner_view(url: &str, holder: Option<&str>) -> (i64, f64, String) {
+    use sqlx::{Connection, Row};
+    let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+    let r = sqlx::query(
+        "SELECT s.analyze_count, c.reltuples::float8 FROM pg_stat_user_tables s \
+         JOIN pg_class c ON c.oid = s.relid WHERE s.relname = 'licenses'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    let mut plan = String::new();
+    if let Some(h) = holder {
+        let lines: Vec<String> = sqlx::query_scalar(
+            "EXPLAIN SELECT * FROM licenses WHERE holder_code = $1 ORDER BY lineage LIMIT 50",
+        )
+        .bind(h)
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+        plan = lines.join("\n");
+    }
+    (r.get(0), r.get(1), plan)
 }
 
 /// The operator commands, run as a person would on the server host.

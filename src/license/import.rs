@@ -313,6 +313,20 @@ pub async fn import_file(
         }
         obs.committed(line_no, &s);
     }
+    // After the last commit: the licenses are stored whatever becomes of this.
+    let analyze_started = std::time::Instant::now();
+    match lic.store().refresh_license_stats(s.issued_this_run).await {
+        Ok(true) => tracing::info!(
+            issued = s.issued_this_run,
+            ms = analyze_started.elapsed().as_millis() as u64,
+            "planner statistics of licenses refreshed"
+        ),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(
+            error = %e,
+            "refreshing planner statistics after the import failed; autovacuum will"
+        ),
+    }
     s.lines = line_no;
     s.seconds = started.elapsed().as_secs_f64();
     Ok(s)

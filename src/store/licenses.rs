@@ -85,6 +85,10 @@ macro_rules! insert_rows {
     }};
 }
 
+/// Fewer rows than this added at once leave the planner's statistics to autovacuum: below it a
+/// walk of the whole table costs milliseconds.
+const ANALYZE_MIN_ROWS: u64 = 10_000;
+
 /// The COPY statement for `licenses`, in the column order of [`copy_fields`].
 const COPY_LICENSES: &str = "COPY licenses (lineage, id, version, type_code, number, issuer, holder_name, holder_code, \
      holder_code_type, issue_date, valid_from, valid_to, status, record, signature, source_hash, issued_by, created_at, \
@@ -434,6 +438,33 @@ impl Store {
             }
         };
         r.map_err(insert_error)
+    }
+
+    /// Brings the planner's statistics of `licenses` up to date after `added` rows went in at
+    /// once, when PostgreSQL's autovacuum would analyze the table for it (more rows than a tenth
+    /// of what the planner knows of, the default `autovacuum_analyze_scale_factor`, or a table
+    /// never analyzed): now, rather than on autovacuum's next round (`autovacuum_naptime`, a
+    /// minute by default). A table filled by `COPY` has no statistics until then, and a holder
+    /// query may walk the primary key meanwhile (docs/PERFORMANCE.md). SQLite's planner picks
+    /// the holder index for these queries without statistics, and its ANALYZE reads whole
+    /// indexes: nothing to do there. Returns whether it analyzed.
+    pub async fn refresh_license_stats(&self, added: u64) -> Result<bool> {
+        let Store::Postgres(pool) = self else {
+            return Ok(false);
+        };
+        if added < ANALYZE_MIN_ROWS {
+            return Ok(false);
+        }
+        // -1 for a table never vacuumed or analyzed.
+        let known: f32 =
+            sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE oid = 'licenses'::regclass")
+                .fetch_one(pool)
+                .await?;
+        if known >= 0.0 && (added as f64) < 0.1 * f64::from(known) {
+            return Ok(false);
+        }
+        sqlx::query("ANALYZE licenses").execute(pool).await?;
+        Ok(true)
     }
 
     /// Issues one license in one transaction: reserves the next serial of (type, issuer, year),
