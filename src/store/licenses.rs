@@ -89,6 +89,13 @@ macro_rules! insert_rows {
 /// walk of the whole table costs milliseconds.
 const ANALYZE_MIN_ROWS: u64 = 10_000;
 
+/// The columns that queries of `licenses` filter or order by: the ones whose statistics the
+/// planner reads. The signed record, its signature and the other wide columns are left to
+/// autovacuum's full ANALYZE, which takes about twice as long after a fresh import
+/// (docs/PERFORMANCE.md).
+const ANALYZE_LICENSES: &str = "ANALYZE licenses (lineage, type_code, number, issuer, holder_code, \
+     status, valid_to, status_index)";
+
 /// The COPY statement for `licenses`, in the column order of [`copy_fields`].
 const COPY_LICENSES: &str = "COPY licenses (lineage, id, version, type_code, number, issuer, holder_name, holder_code, \
      holder_code_type, issue_date, valid_from, valid_to, status, record, signature, source_hash, issued_by, created_at, \
@@ -463,7 +470,7 @@ impl Store {
         if known >= 0.0 && (added as f64) < 0.1 * f64::from(known) {
             return Ok(false);
         }
-        sqlx::query("ANALYZE licenses").execute(pool).await?;
+        sqlx::query(ANALYZE_LICENSES).execute(pool).await?;
         Ok(true)
     }
 
