@@ -91,8 +91,8 @@ const ANALYZE_MIN_ROWS: u64 = 10_000;
 
 /// The columns that queries of `licenses` filter or order by: the ones whose statistics the
 /// planner reads. The signed record, its signature and the other wide columns are left to
-/// autovacuum's full ANALYZE, which takes about twice as long after a fresh import
-/// (docs/PERFORMANCE.md).
+/// autovacuum's full ANALYZE, which at the same sample size took about twice as long after a
+/// fresh import (docs/PERFORMANCE.md).
 const ANALYZE_LICENSES: &str = "ANALYZE licenses (lineage, type_code, number, issuer, holder_code, \
      status, valid_to, status_index)";
 
@@ -101,8 +101,9 @@ const ANALYZE_LICENSES: &str = "ANALYZE licenses (lineage, type_code, number, is
 /// after an import (the table's size, that lineage, number and holder code are all but unique,
 /// the few types and statuses) and takes a tenth of the time. It holds only until autovacuum's
 /// own full ANALYZE, which still comes: an ANALYZE of some columns leaves the table's count of
-/// changes since its last analysis as it was. A target an operator set on a column (`ALTER
-/// TABLE licenses ALTER COLUMN ... SET STATISTICS`) overrides this one.
+/// changes since its last analysis as it was (the kill -9 import test checks it). A target an
+/// operator set on a column (`ALTER TABLE licenses ALTER COLUMN ... SET STATISTICS`) overrides
+/// this one.
 const SET_ANALYZE_TARGET: &str = "SET LOCAL default_statistics_target = 10";
 
 /// The COPY statement for `licenses`, in the column order of [`copy_fields`].
