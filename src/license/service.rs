@@ -284,20 +284,25 @@ fn request_hash(req: &IssueRequest, fields: &serde_json::value::RawValue) -> Res
         valid_from: Option<&'a str>,
         valid_to: Option<&'a str>,
     }
-    let text = serde_json::to_vec(&Canon {
-        fields,
-        holder: record::CanonicalHolder {
-            code: &req.holder.code,
-            code_type: &req.holder.code_type,
-            name: &req.holder.name,
+    // Sized up front, as the record is (`Record::to_canonical_json`).
+    let mut text = Vec::with_capacity(fields.get().len() + 512);
+    serde_json::to_writer(
+        &mut text,
+        &Canon {
+            fields,
+            holder: record::CanonicalHolder {
+                code: &req.holder.code,
+                code_type: &req.holder.code_type,
+                name: &req.holder.name,
+            },
+            issue_date: req.issue_date.as_deref(),
+            issuer: &req.issuer,
+            number: &req.number,
+            type_code: &req.type_code,
+            valid_from: req.valid_from.as_deref(),
+            valid_to: req.valid_to.as_deref(),
         },
-        issue_date: req.issue_date.as_deref(),
-        issuer: &req.issuer,
-        number: &req.number,
-        type_code: &req.type_code,
-        valid_from: req.valid_from.as_deref(),
-        valid_to: req.valid_to.as_deref(),
-    })
+    )
     .map_err(|e| Error::internal(format!("request hash: {e}")))?;
     Ok(ring::digest::digest(&ring::digest::SHA256, &text)
         .as_ref()
