@@ -246,18 +246,19 @@ pub async fn import_file(
         if consumed == 0 && !eof {
             continue;
         }
-        let mut settled = settle_batch(
-            lic,
-            &region,
-            &pending,
-            &authorities,
-            opts,
-            precheck,
-            &mut bufs,
-        )
-        .await?;
+        // Settled, stored; settled again if a number turned out taken (below).
         let mut conflicts = 0;
-        loop {
+        let mut settled = loop {
+            let mut settled = settle_batch(
+                lic,
+                &region,
+                &pending,
+                &authorities,
+                opts,
+                precheck,
+                &mut bufs,
+            )
+            .await?;
             let progress = ImportRunRow {
                 file_hash: file_hash.clone(),
                 file_name: file_name.clone(),
@@ -275,7 +276,7 @@ pub async fn import_file(
                 .await;
             settled.rows = Arc::try_unwrap(rows).unwrap_or_else(|shared| shared.to_vec());
             match r {
-                Ok(()) => break,
+                Ok(()) => break settled,
                 // A number of the batch is issued already: before this run (another file, the
                 // API) or meanwhile. From now on the numbers are looked up before signing, and
                 // this batch is settled again that way (its first signatures and serials go
@@ -285,21 +286,11 @@ pub async fn import_file(
                 Err(Error::AlreadyExists { .. }) if conflicts < 3 => {
                     conflicts += 1;
                     precheck = true;
-                    bufs.give_back(std::mem::take(&mut settled.rows));
-                    settled = settle_batch(
-                        lic,
-                        &region,
-                        &pending,
-                        &authorities,
-                        opts,
-                        precheck,
-                        &mut bufs,
-                    )
-                    .await?;
+                    bufs.give_back(settled.rows);
                 }
                 Err(e) => return Err(e),
             }
-        }
+        };
         settled.errors.sort_by_key(|e| e.line);
         for e in &settled.errors {
             obs.bad_line(e);
@@ -376,8 +367,8 @@ async fn prepare(
 }
 
 /// Row vectors kept from batch to batch. A batch of 20,000 rows takes megabytes in each
-/// signing thread's vector and again in the merged one; freed, the allocator hands that memory
-/// back to the system, and the next batch faults every page of it in again.
+/// signing thread's vector and again in the merged one; freed, mimalloc may purge that memory
+/// (give it back to the system), and the next batch faults its pages in again.
 #[derive(Default)]
 struct RowBuffers {
     /// One per signing thread, empty between batches.

@@ -129,13 +129,12 @@ pub struct Record<'a> {
 impl Record<'_> {
     pub fn to_canonical_json(&self) -> Result<String> {
         // Sized up front: `serde_json::to_string` starts at 128 bytes and doubles, so a record
-        // of 600 bytes was copied three times on the way. In a hand-run `perf record` of
-        // `bench --issuance-only` this took record serialization from 4.4% to 2.7-3.3% of the
-        // PostgreSQL import's samples. Keys, punctuation and the short values fit in 512 bytes
-        // for the records we issue (a longer one costs one regrowth, no error); the face fields
-        // are the part of open size, so they are counted. `from_utf8` checks
-        // the bytes once more (serde_json's `to_string` skips that with `unsafe`, which this
-        // crate forbids); it is one pass over 600 bytes.
+        // of 600 bytes was copied three times on the way (record serialization went from 4.4%
+        // to 2.7-3.3% of the PostgreSQL import's samples, `perf record` of `bench
+        // --issuance-only` read by hand). The face fields are the part of open size; keys,
+        // punctuation and the other values fit in 512 bytes for the records we issue, and a
+        // longer one costs a regrowth, not an error. `from_utf8` checks the bytes once more
+        // (`to_string` skips that with `unsafe`, which this crate forbids): one pass over them.
         let size = self.fields.get().len() + 512;
         let mut out = Vec::with_capacity(size);
         serde_json::to_writer(&mut out, self)
