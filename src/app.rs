@@ -66,7 +66,12 @@ impl App {
             clock.clone(),
             config.public_url.clone(),
         );
-        let audit = crate::audit::Audit::start(store.clone(), pki.clone(), clock.clone());
+        let audit = crate::audit::Audit::start_with(
+            store.clone(),
+            pki.clone(),
+            clock.clone(),
+            std::time::Duration::from_secs(config.audit_checkpoint_seconds),
+        );
         let licenses = Licenses::new(store.clone(), pki.clone(), clock.clone(), audit.clone());
         licenses.ensure_builtin_types().await?;
         Ok(App(Arc::new(Parts {

@@ -472,6 +472,19 @@ pub async fn run(_g: &crate::cli::Global, args: BenchArgs) -> anyhow::Result<()>
     let cold = crate::bench_verify::run(2000, 64, vdur, 0, Serve::Verification).await?;
     let warm = crate::bench_verify::run(2000, 64, vdur, memo, Serve::Verification).await?;
     let floor = crate::bench_verify::run(2000, 64, vdur, memo, Serve::FixedAnswer).await?;
+    // A run with failed requests measures the failures: no figure from it.
+    for (what, load) in [
+        ("memo off", &cold),
+        ("memo warm", &warm),
+        ("fixed answer", &floor),
+    ] {
+        anyhow::ensure!(
+            load.errors == 0 && load.requests > 0,
+            "verification load ({what}): {} failed and {} answered requests; no figures",
+            load.errors,
+            load.requests
+        );
+    }
     let rawv_after = crate::bench_verify::raw_verify_rate(cores, dur);
     let rawv = (rawv_before + rawv_after) / 2.0;
     figs.push(Figure {

@@ -26,6 +26,7 @@ pub struct FileConfig {
     pub max_pdf_bytes: Option<usize>,
     pub pdf_font: Option<PathBuf>,
     pub signature_memo_entries: Option<usize>,
+    pub audit_checkpoint_seconds: Option<u64>,
 }
 
 /// The effective configuration.
@@ -63,6 +64,9 @@ pub struct Config {
     /// How many verified (issuer key, signature, record) triples verification remembers, so a
     /// license checked again skips the ECDSA verification; 0 turns the memo off.
     pub signature_memo_entries: usize,
+    /// An audit entry is covered by a signed checkpoint at the latest this many seconds after
+    /// it was appended (1 to 3600), besides one every 1,000 entries.
+    pub audit_checkpoint_seconds: u64,
 }
 
 /// Values given on the command line or in the environment.
@@ -135,6 +139,10 @@ impl Config {
             signature_memo_entries: file
                 .signature_memo_entries
                 .unwrap_or(crate::verify::memo::DEFAULT_ENTRIES),
+            audit_checkpoint_seconds: file
+                .audit_checkpoint_seconds
+                .unwrap_or(crate::audit::DEFAULT_CHECKPOINT_WITHIN.as_secs())
+                .clamp(1, 3600),
         })
     }
 

@@ -2171,7 +2171,92 @@ mod audit {
         audit_chain_detects_edits_deletions_swaps_and_truncation,
         two_writers_on_one_database_keep_one_chain,
         subject_index_follows_the_log_and_verify_checks_it,
+        a_quiet_tail_gets_its_checkpoint_within_the_interval,
     );
+
+    /// Far fewer than 1,000 entries: a checkpoint still covers them once the interval has
+    /// passed, so cutting the tail off is detected; a writer started on an unsigned tail (an
+    /// earlier run's) signs it within the interval too.
+    async fn a_quiet_tail_gets_its_checkpoint_within_the_interval(env: Env) {
+        use elicense::audit::{Audit, Entry};
+        use std::time::Duration;
+        let app = &env.app;
+        let within = Duration::from_secs(1);
+        let w = Audit::start_with(
+            app.store.clone(),
+            app.pki.clone(),
+            app.clock.clone(),
+            within,
+        );
+        let covered = || async { app.store.last_checkpoint_seq().await.unwrap() };
+        let mut last = 0;
+        for i in 0..3 {
+            last = w
+                .append(Entry::new(
+                    "quiet",
+                    "test",
+                    &format!("q{i}"),
+                    json!({"i": i}),
+                ))
+                .await
+                .unwrap();
+        }
+        assert!(
+            covered().await < last,
+            "not yet: the interval has not passed"
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while covered().await < last {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(covered().await, last, "the checkpoint is at the tail");
+        let problem = || async {
+            elicense::audit::verify(&app.store, &app.pki)
+                .await
+                .unwrap()
+                .problem
+        };
+        assert_eq!(problem().await, None);
+        env.exec(&format!("DELETE FROM audit_log WHERE seq = {last}"))
+            .await;
+        let p = problem().await.expect("the cut tail is detected");
+        assert!(p.contains("were removed"), "{p}");
+        drop(w);
+
+        // A tail nobody signed (the entries appended by another writer, which then stopped
+        // without signing), and a new writer: it signs that tail once its interval is over.
+        env.exec("DELETE FROM audit_checkpoints").await;
+        let other = Audit::start_with(
+            app.store.clone(),
+            app.pki.clone(),
+            app.clock.clone(),
+            Duration::from_secs(3600),
+        );
+        let tail = other
+            .append(Entry::new("quiet", "test", "q9", json!({})))
+            .await
+            .unwrap();
+        assert!(covered().await < tail);
+        let _fresh = Audit::start_with(
+            app.store.clone(),
+            app.pki.clone(),
+            app.clock.clone(),
+            within,
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while covered().await < tail {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(other);
+    }
 
     async fn rows_about(env: &Env, subject: &str) -> Vec<i64> {
         env.app

@@ -4,8 +4,10 @@
 //! refused) is appended as an entry whose hash is SHA-256 over the previous entry's hash and the
 //! entry's canonical content (`seq`, time, actor, action, subject, details). Every
 //! [`CHECKPOINT_EVERY`] entries a checkpoint `{seq, hash, at}` is signed (COSE_Sign1, ES256) with
-//! the region root key, so a removed tail is detected too. `elicense audit verify` recomputes it
-//! all and names the first bad entry.
+//! the region root key, and no later than [`DEFAULT_CHECKPOINT_WITHIN`] (`audit_checkpoint_seconds`)
+//! after an entry was appended (while the node that appended it runs), so a removed tail is
+//! detected too, however quiet the log. `elicense audit verify` recomputes it all and names the
+//! first bad entry.
 //!
 //! The holder's access list finds a subject's entries through `audit_subjects`, which each
 //! node's indexer fills in bulk from the committed log once a second (the unindexed tail
@@ -26,6 +28,11 @@ use tokio::sync::{mpsc, oneshot};
 
 /// A checkpoint is signed at least every this many entries.
 pub const CHECKPOINT_EVERY: i64 = 1000;
+
+/// A checkpoint covers an entry at the latest this long after the entry was appended (the
+/// default of `audit_checkpoint_seconds`): on a quiet log the tail would otherwise wait for
+/// [`CHECKPOINT_EVERY`] entries, and until then could be cut off unnoticed.
+pub const DEFAULT_CHECKPOINT_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How often each node's indexer brings the subject index (`audit_subjects`, which the
 /// holder's access list reads) up to the end of the log. Until then the access list scans the
@@ -202,37 +209,109 @@ struct WriterState {
     known_checkpoint: Option<i64>,
     /// Where the chain ends, as of this writer's last append (None: ask the database).
     tail: Option<crate::store::ChainTail>,
+    /// Since when that end has been beyond every checkpoint this writer knows of.
+    unsigned_since: Option<tokio::time::Instant>,
 }
 
 impl WriterState {
-    /// Signs a checkpoint when the last append crossed a block of [`CHECKPOINT_EVERY`].
-    async fn checkpoint(&mut self, store: &Store, pki: &Pki, at: i64) {
-        if let Some((last, last_hash)) = &self.tail
-            && let Err(e) =
-                checkpoint_if_due(store, pki, *last, last_hash, at, &mut self.known_checkpoint)
-                    .await
+    /// Where this writer starts: the chain's end and the newest checkpoint. A tail left
+    /// unsigned by an earlier run (a crash, a kill) is then signed within the interval too.
+    async fn load(store: &Store) -> Result<WriterState> {
+        let tail = store.audit_tail().await?;
+        let done = store.last_checkpoint_seq().await?;
+        let unsigned = tail.0 > done;
+        Ok(WriterState {
+            known_checkpoint: Some(done),
+            tail: unsigned.then_some(tail),
+            unsigned_since: unsigned.then(tokio::time::Instant::now),
+        })
+    }
+
+    /// After an append: signs a checkpoint when the chain crossed a block of
+    /// [`CHECKPOINT_EVERY`] entries, or when `force` (its end has waited its interval, or the
+    /// writer stops) and no checkpoint covers it yet.
+    async fn checkpoint(&mut self, store: &Store, pki: &Pki, at: i64, force: bool) {
+        let Some((last, last_hash)) = &self.tail else {
+            return;
+        };
+        if self.known_checkpoint.is_none_or(|k| k < *last) && self.unsigned_since.is_none() {
+            self.unsigned_since = Some(tokio::time::Instant::now());
+        }
+        match checkpoint_if_due(
+            store,
+            pki,
+            *last,
+            last_hash,
+            at,
+            &mut self.known_checkpoint,
+            force,
+        )
+        .await
         {
-            tracing::error!(error = %e, "audit checkpoint failed");
+            Ok(()) => {
+                if self.known_checkpoint.is_some_and(|k| k >= *last) {
+                    self.unsigned_since = None;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit checkpoint failed");
+                // Tried again after another interval (or with the next append's block), not
+                // in a loop against a database that just failed.
+                if force {
+                    self.unsigned_since = Some(tokio::time::Instant::now());
+                }
+            }
         }
     }
 }
 
 impl Audit {
-    /// Starts the writer task.
+    /// Starts the writer task, with checkpoints every [`CHECKPOINT_EVERY`] entries and within
+    /// [`DEFAULT_CHECKPOINT_WITHIN`] of an entry.
     pub fn start(store: Store, pki: Pki, clock: SharedClock) -> Audit {
+        Self::start_with(store, pki, clock, DEFAULT_CHECKPOINT_WITHIN)
+    }
+
+    /// [`Audit::start`], with every entry covered by a checkpoint within `within` of its append.
+    pub fn start_with(
+        store: Store,
+        pki: Pki,
+        clock: SharedClock,
+        within: std::time::Duration,
+    ) -> Audit {
         let (tx, rx) = mpsc::channel::<Job>(4096);
         tokio::spawn(index_subjects(store.clone(), tx.downgrade()));
         tokio::spawn(async move {
             let mut rx = rx;
-            let mut state = WriterState::default();
-            while let Some(first) = rx.recv().await {
+            let mut state = WriterState::load(&store).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "audit writer starts without the chain's end");
+                WriterState::default()
+            });
+            loop {
+                // Wait for entries; or, with an unsigned tail, until its interval is over.
+                let next = match state.unsigned_since {
+                    Some(since) => tokio::select! {
+                        j = rx.recv() => j,
+                        () = tokio::time::sleep_until(since + within) => {
+                            state.checkpoint(&store, &pki, clock.unix(), true).await;
+                            continue;
+                        }
+                    },
+                    None => rx.recv().await,
+                };
+                let Some(first) = next else {
+                    // Every handle is gone: the node stops. Its tail gets its checkpoint now.
+                    state.checkpoint(&store, &pki, clock.unix(), true).await;
+                    return;
+                };
                 let jobs = take_batch(first, &mut rx);
                 let at = clock.unix();
                 let entries = entries_of(&jobs, at);
                 let r = store.append_audit(&entries, link, &mut state.tail).await;
                 answer(jobs, &r, &pki, at);
                 if r.is_ok() {
-                    state.checkpoint(&store, &pki, at).await;
+                    let due = state.unsigned_since.is_some_and(|t| t.elapsed() >= within);
+                    state.checkpoint(&store, &pki, at, due).await;
                 }
             }
         });
@@ -296,8 +375,9 @@ impl Audit {
 }
 
 /// Signs a checkpoint when the entries up to `last` crossed a multiple of [`CHECKPOINT_EVERY`]
-/// since the newest checkpoint. `known` is the newest one this writer has seen: while `last`
-/// is within its block, the database (which can only be further along) is not asked.
+/// since the newest checkpoint, or, with `force`, when no checkpoint covers `last` yet. `known`
+/// is the newest one this writer has seen: while `last` is within its block (and not forced),
+/// the database (which can only be further along) is not asked.
 async fn checkpoint_if_due(
     store: &Store,
     pki: &Pki,
@@ -305,13 +385,15 @@ async fn checkpoint_if_due(
     hash: &[u8],
     at: i64,
     known: &mut Option<i64>,
+    force: bool,
 ) -> Result<()> {
-    if known.is_some_and(|k| last / CHECKPOINT_EVERY <= k / CHECKPOINT_EVERY) {
+    let same_block = |k: i64| last / CHECKPOINT_EVERY <= k / CHECKPOINT_EVERY;
+    if known.is_some_and(|k| k >= last || (!force && same_block(k))) {
         return Ok(());
     }
     let done = store.last_checkpoint_seq().await?;
     *known = Some(done);
-    if last / CHECKPOINT_EVERY <= done / CHECKPOINT_EVERY {
+    if done >= last || (!force && same_block(done)) {
         return Ok(());
     }
     sign_checkpoint(store, pki, last, hash, at).await?;
