@@ -137,6 +137,7 @@ pub async fn run_one(
                 type_code: None,
                 number: None,
                 holder_code: None,
+                show_code: None,
             },
         )
         .await

@@ -146,6 +146,7 @@ pub async fn run(
                 type_code: None,
                 number: None,
                 holder_code: None,
+                show_code: None,
             };
             let answer = crate::verify::verify(&app, &client, sample)
                 .await

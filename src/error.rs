@@ -97,6 +97,12 @@ pub enum Error {
     GrantNotFound { id: String },
     #[error("the receipt is not valid: {reason}")]
     BadReceipt { reason: String },
+    #[error("not a show code: {reason}")]
+    ShowCodeMalformed { reason: String },
+    #[error("the show code is not authentic: {reason}")]
+    ShowCodeNotAuthentic { reason: String },
+    #[error("the show code has expired; ask the holder for a fresh one")]
+    ShowCodeExpired,
     #[error("the trust list is not valid: {reason}")]
     BadTrustList { reason: String },
     #[error("the region {region} that issued this license cannot be reached: {reason}")]
@@ -172,6 +178,9 @@ impl Error {
             Error::DevLoginDisabled => "HOL-0001",
             Error::BadReceipt { .. } => "RCP-0001",
             Error::BadTrustList { .. } => "TRL-0001",
+            Error::ShowCodeMalformed { .. } => "SHW-0001",
+            Error::ShowCodeNotAuthentic { .. } => "SHW-0002",
+            Error::ShowCodeExpired => "SHW-0003",
             Error::ForeignRegion { .. } => "TRL-0002",
             Error::GrantNotFound { .. } => "HOL-0002",
             Error::MethodNotAllowed => "REQ-0405",
@@ -203,6 +212,9 @@ impl Error {
             | Error::BodyTooLarge
             | Error::BadReceipt { .. }
             | Error::BadTrustList { .. }
+            | Error::ShowCodeMalformed { .. }
+            | Error::ShowCodeNotAuthentic { .. }
+            | Error::ShowCodeExpired
             | Error::BadPdf { .. }
             | Error::EncryptedPdf
             | Error::PdfLimit { .. }

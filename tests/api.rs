@@ -1270,8 +1270,379 @@ mod mtls {
         holder_grants_release_exactly_what_they_say,
         receipts_verify_offline_and_fail_on_any_change,
         concurrent_first_verifications_all_succeed,
-        two_regions_recognise_each_other
+        two_regions_recognise_each_other,
+        show_codes_name_the_license_and_release_what_they_disclose,
+        malformed_verification_requests_get_coded_4xx
     );
+
+    /// Every kind of malformed request to the verification route, over mutual TLS with a good
+    /// client certificate: a 4xx with its stable code, never a 5xx; each refusal is audited.
+    async fn malformed_verification_requests_get_coded_4xx(env: Env) {
+        let license = env.issue(160).await;
+        let id = license["id"].as_str().unwrap().to_string();
+        let police = register(&env, "police", true, &["sex"]).await;
+        let server = env.start_tls().await;
+        let before = env.app.store.audit_page(0, 100_000).await.unwrap().len();
+        let ok = |extra: Value| {
+            let mut v = json!({"matter_code": "M", "case_number": "C"});
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            v.to_string().into_bytes()
+        };
+        let nested = format!("{}{}", "[".repeat(5000), "]".repeat(5000)).into_bytes();
+        let huge = format!(
+            "{{\"matter_code\":\"M\",\"case_number\":\"C\",\"license_id\":\"{}\"}}",
+            "1".repeat(env.app.config.max_body_bytes)
+        )
+        .into_bytes();
+        let json = "application/json";
+        let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+            (
+                "truncated JSON",
+                json,
+                b"{\"matter_code\":".to_vec(),
+                400,
+                "REQ-0001",
+            ),
+            ("empty body", json, Vec::new(), 400, "REQ-0001"),
+            (
+                "not UTF-8",
+                json,
+                vec![b'{', 0xff, 0xfe, b'}'],
+                400,
+                "REQ-0001",
+            ),
+            ("an array", json, b"[]".to_vec(), 400, "REQ-0001"),
+            ("nested 5,000 deep", json, nested, 400, "REQ-0001"),
+            (
+                "text/plain",
+                "text/plain",
+                ok(json!({"license_id": id})),
+                400,
+                "REQ-0001",
+            ),
+            (
+                "no content type",
+                "",
+                ok(json!({"license_id": id})),
+                400,
+                "REQ-0001",
+            ),
+            (
+                "unknown field",
+                json,
+                ok(json!({"license_id": id, "why": 1})),
+                400,
+                "REQ-0001",
+            ),
+            (
+                "number for a string",
+                json,
+                ok(json!({"license_id": 7})),
+                400,
+                "REQ-0001",
+            ),
+            (
+                "no matter code",
+                json,
+                json!({"case_number": "C", "license_id": id})
+                    .to_string()
+                    .into_bytes(),
+                400,
+                "REQ-0001",
+            ),
+            ("body over the limit", json, huge, 413, "REQ-0002"),
+            (
+                "empty matter code",
+                json,
+                json!({"matter_code": "", "case_number": "C", "license_id": id})
+                    .to_string()
+                    .into_bytes(),
+                422,
+                "LIC-0002",
+            ),
+            (
+                "control character in the case number",
+                json,
+                json!({"matter_code": "M", "case_number": "C\u{1}", "license_id": id})
+                    .to_string()
+                    .into_bytes(),
+                422,
+                "LIC-0002",
+            ),
+            (
+                "65-character case number",
+                json,
+                json!({"matter_code": "M", "case_number": "c".repeat(65), "license_id": id})
+                    .to_string()
+                    .into_bytes(),
+                422,
+                "LIC-0002",
+            ),
+            ("no license named", json, ok(json!({})), 422, "LIC-0002"),
+            (
+                "type alone",
+                json,
+                ok(json!({"type": license["type"]})),
+                422,
+                "LIC-0002",
+            ),
+            (
+                "id and number at once",
+                json,
+                ok(json!({"license_id": id, "type": license["type"], "number": license["number"]})),
+                422,
+                "LIC-0002",
+            ),
+            (
+                "malformed license id",
+                json,
+                ok(json!({"license_id": "1.2.3"})),
+                400,
+                "LIC-0001",
+            ),
+            (
+                "unknown number",
+                json,
+                ok(json!({"type": license["type"], "number": "ZZ404"})),
+                404,
+                "LIC-0004",
+            ),
+            (
+                "a 100 KB show code",
+                json,
+                ok(json!({"show_code": format!("EL1:{}", "0".repeat(100_000))})),
+                400,
+                "SHW-0001",
+            ),
+        ];
+        // Those that got past the body's parsing reach the handler, which audits its refusals.
+        let handled = cases.iter().filter(|c| !c.4.starts_with("REQ-")).count();
+        for (what, content_type, body, status, code) in cases {
+            let (s, e) = server
+                .call_raw(
+                    Some(&police),
+                    "POST",
+                    "/v1/verifications",
+                    content_type,
+                    &body,
+                )
+                .await;
+            assert_eq!(
+                (s, e["code"].as_str().unwrap_or("")),
+                (status, code),
+                "{what}: {e}"
+            );
+        }
+        // Wrong methods and paths on the TLS listener.
+        let (s, e) = server
+            .call(Some(&police), "GET", "/v1/verifications", None)
+            .await;
+        assert_eq!((s, e["code"].clone()), (405, json!("REQ-0405")), "{e}");
+        let (s, e) = server
+            .call(Some(&police), "POST", "/v1/verification", None)
+            .await;
+        assert_eq!((s, e["code"].clone()), (404, json!("REQ-0404")), "{e}");
+        // The refusals that reached the handler are in the log, and the log is whole.
+        let log = env.app.store.audit_page(0, 100_000).await.unwrap();
+        let refused = log[before..]
+            .iter()
+            .filter(|e| e.action == "verification.refused")
+            .count();
+        assert_eq!(refused, handled);
+        assert_eq!(
+            elicense::audit::verify(&env.app.store, &env.app.pki)
+                .await
+                .unwrap()
+                .problem,
+            None
+        );
+    }
+
+    /// A show code for `license` with `fields` disclosed, made by its holder.
+    async fn show_code_of(env: &Env, license: &Value, fields: &[&str]) -> String {
+        let token = env
+            .holder_token(license["holder"]["code"].as_str().unwrap())
+            .await;
+        let (s, sc) = env
+            .call_as(
+                &token,
+                "POST",
+                "/v1/holder/show-codes",
+                Some(&json!({"license_id": license["id"], "fields": fields})),
+            )
+            .await;
+        assert_eq!(s, axum::http::StatusCode::CREATED, "{sc}");
+        sc["code"].as_str().unwrap().to_string()
+    }
+
+    /// A case system given a show code at the counter verifies it over mutual TLS: the code
+    /// names the license, and what the holder disclosed in it is released within the client's
+    /// scope, without a grant; a bad, foreign-untrusted or expired code is refused by code.
+    async fn show_codes_name_the_license_and_release_what_they_disclose(env: Env) {
+        let license = env.issue(150).await;
+        let id = license["id"].as_str().unwrap().to_string();
+        let code = show_code_of(&env, &license, &["sex"]).await;
+        let counter = register(
+            &env,
+            "counter",
+            false,
+            &["sex", "birth_date", "holder_name"],
+        )
+        .await;
+        let server = env.start_tls().await;
+        let ask =
+            |code: &str| json!({"matter_code": "M-7", "case_number": "2026-7", "show_code": code});
+        let released = |v: &Value| {
+            let mut k: Vec<String> = v["fields"].as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let (s, v) = server
+            .call(
+                Some(&counter),
+                "POST",
+                "/v1/verifications",
+                Some(&ask(&code)),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(
+            (
+                v["license_id"].clone(),
+                v["authentic"].clone(),
+                v["status"].clone()
+            ),
+            (json!(id), json!(true), json!("valid")),
+            "{v}"
+        );
+        // The code disclosed holder_name (the type's minimum) and sex; birth_date is in scope
+        // but not disclosed, address neither.
+        assert_eq!(
+            released(&v),
+            vec!["holder_name".to_string(), "sex".to_string()],
+            "{v}"
+        );
+        assert_eq!(v["basis"], "show_code");
+        assert_eq!(v["fields"]["sex"], license["fields"]["sex"]);
+        let withheld = v["fields_withheld"].as_array().unwrap();
+        assert!(withheld.contains(&json!("birth_date")) && withheld.contains(&json!("address")));
+        let log = env.app.store.audit_page(0, 1000).await.unwrap();
+        let last = log
+            .iter()
+            .rev()
+            .find(|e| e.action == "verification")
+            .unwrap();
+        assert_eq!(
+            (last.actor.as_str(), last.subject.as_str()),
+            ("counter", id.as_str())
+        );
+        assert!(
+            last.details.contains("\"basis\":\"show_code\"")
+                && last.details.contains("\"show_code\":\""),
+            "{}",
+            last.details
+        );
+        // The receipt states the show-code basis.
+        let (s, c) = env
+            .call(
+                "POST",
+                "/v1/receipts/verify",
+                Some(&json!({"receipt": v["receipt"]})),
+            )
+            .await;
+        assert_eq!(
+            (s, c["payload"]["basis"].clone()),
+            (axum::http::StatusCode::OK, json!("show_code")),
+            "{c}"
+        );
+        // The same license by its id: no grant, so nothing.
+        let by_id = json!({"matter_code": "M-7", "case_number": "2026-7", "license_id": id});
+        let (_, v) = server
+            .call(Some(&counter), "POST", "/v1/verifications", Some(&by_id))
+            .await;
+        assert_eq!(
+            (released(&v), v["basis"].clone()),
+            (Vec::<String>::new(), json!("none")),
+            "{v}"
+        );
+
+        // A show code and an identifier at once; not a show code; an altered one; one of a
+        // region we do not trust; an expired one.
+        let both =
+            json!({"matter_code": "M", "case_number": "C", "show_code": code, "license_id": id});
+        let (s, e) = server
+            .call(Some(&counter), "POST", "/v1/verifications", Some(&both))
+            .await;
+        assert_eq!((s, e["code"].clone()), (422, json!("LIC-0002")), "{e}");
+        for garbage in ["EL1:", "EL1:!!!!", "HC1:6BFOXN", ""] {
+            let (s, e) = server
+                .call(
+                    Some(&counter),
+                    "POST",
+                    "/v1/verifications",
+                    Some(&ask(garbage)),
+                )
+                .await;
+            assert_eq!(
+                (s, e["code"].clone()),
+                (400, json!("SHW-0001")),
+                "{garbage:?}: {e}"
+            );
+        }
+        let mut codes_seen = std::collections::BTreeSet::new();
+        for i in [6, code.len() / 2, code.len() - 2] {
+            let mut b = code.clone().into_bytes();
+            b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+            let (s, e) = server
+                .call(
+                    Some(&counter),
+                    "POST",
+                    "/v1/verifications",
+                    Some(&ask(&String::from_utf8(b).unwrap())),
+                )
+                .await;
+            assert_eq!(s, 400, "char {i}: {e}");
+            codes_seen.insert(e["code"].as_str().unwrap().to_string());
+        }
+        assert!(
+            codes_seen
+                .iter()
+                .all(|c| c == "SHW-0001" || c == "SHW-0002"),
+            "{codes_seen:?}"
+        );
+        let other = Env::new(super::common::Backend::Sqlite).await.unwrap();
+        let theirs = other.issue(151).await;
+        let foreign = show_code_of(&other, &theirs, &["sex"]).await;
+        let (s, e) = server
+            .call(
+                Some(&counter),
+                "POST",
+                "/v1/verifications",
+                Some(&ask(&foreign)),
+            )
+            .await;
+        assert_eq!((s, e["code"].clone()), (400, json!("SHW-0002")), "{e}");
+        env.clock
+            .set(super::common::T0 + elicense::present::PHONE_SECONDS + 1);
+        let (s, e) = server
+            .call(
+                Some(&counter),
+                "POST",
+                "/v1/verifications",
+                Some(&ask(&code)),
+            )
+            .await;
+        assert_eq!((s, e["code"].clone()), (400, json!("SHW-0003")), "{e}");
+        let refused = env.app.store.audit_page(0, 1000).await.unwrap();
+        let last = refused.last().unwrap();
+        assert_eq!(
+            (last.action.as_str(), last.subject.as_str()),
+            ("verification.refused", "show_code")
+        );
+        assert!(last.details.contains("SHW-0003"), "{}", last.details);
+    }
 
     /// Region A (this backend) and region B (SQLite), two services, two PKIs, on loopback.
     async fn two_regions_recognise_each_other(a: Env) {
@@ -1401,6 +1772,45 @@ mod mtls {
             )
             .await;
         assert_eq!(s, axum::http::StatusCode::OK);
+
+        // A show code of B's holder, presented to a case system of A without a statutory
+        // basis: checked against B's imported trust list, the live status asked of B, and
+        // what the holder disclosed released within A's client's scope.
+        let counter = register(&a, "counter-a", false, &["holder_name", "birth_date"]).await;
+        let (_, v) = a_server
+            .call(Some(&counter), "POST", "/v1/verifications", Some(&ask))
+            .await;
+        assert_eq!(
+            (v["fields"].clone(), v["basis"].clone()),
+            (json!({}), json!("none")),
+            "{v}"
+        );
+        let code = show_code_of(&b, &license, &["sex"]).await;
+        let by_code = json!({"matter_code": "M", "case_number": "C-10", "show_code": code});
+        let (s, v) = a_server
+            .call(Some(&counter), "POST", "/v1/verifications", Some(&by_code))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(
+            (
+                v["region"].clone(),
+                v["license_id"].clone(),
+                v["status"].clone(),
+                v["basis"].clone()
+            ),
+            (
+                json!("340100"),
+                json!(id),
+                json!("valid"),
+                json!("show_code")
+            ),
+            "{v}"
+        );
+        assert_eq!(
+            v["fields"],
+            json!({"holder_name": license["holder"]["name"]}),
+            "disclosed holder_name and sex; A's client may see holder_name, not sex"
+        );
 
         // Revoked in B: revoked in A at once.
         b.call(

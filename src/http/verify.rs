@@ -39,8 +39,10 @@ pub async fn require_client(
 
 #[utoipa::path(post, path = "/v1/verifications", tag = "verification", request_body = VerifyRequest,
     responses((status = 200, body = Verification),
+              (status = 400, description = "malformed body (REQ-0001), license identifier (LIC-0001), or show code: not one, not authentic, expired (SHW-0001..0003)", body = ErrorBody),
               (status = 401, description = "no, untrusted, expired, revoked or unregistered client certificate (MTLS-0001..0005)", body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 503, description = "the issuing region could not be asked, or its answer disagreed with its receipt (TRL-0002); database unavailable (SYS-0503)", body = ErrorBody)),
     description = "Mutual TLS only: served on the HTTPS listener to clients with a certificate from `elicense client add`.")]
 pub async fn verify(
     State(app): State<App>,
@@ -51,6 +53,7 @@ pub async fn verify(
         .license_id
         .clone()
         .or_else(|| r.type_code.clone())
+        .or_else(|| r.show_code.as_ref().map(|_| "show_code".to_string()))
         .unwrap_or_default();
     let (matter, case) = (r.matter_code.clone(), r.case_number.clone());
     match crate::verify::verify(&app, &client, r).await {

@@ -38,6 +38,62 @@ pub struct VerifyRequest {
     pub number: Option<String>,
     #[serde(default)]
     pub holder_code: Option<String>,
+    /// Instead of the above: a show code (`EL1:...`) the holder presented. It names the
+    /// license, and the fields the holder disclosed in it are released to the client as the
+    /// holder's consent (`basis: "show_code"`), within the client's scope, while the code lives.
+    #[serde(default)]
+    pub show_code: Option<String>,
+}
+
+/// What a show code brought to a verification: the holder's disclosure.
+#[derive(Debug, Clone)]
+struct Shown {
+    /// The disclosed fields, as the code's signed token carries them.
+    fields: Map<String, Value>,
+    /// The code's unique id (hex), for the audit log.
+    cti: Option<String>,
+}
+
+/// Checks a request's show code, if it has one, against the authority keys this deployment
+/// trusts (its own and imported regions'), and names the license it shows in the request.
+async fn open_show_code(app: &App, r: &mut VerifyRequest) -> Result<Option<Shown>> {
+    let Some(code) = r.show_code.take() else {
+        return Ok(None);
+    };
+    if r.license_id.is_some()
+        || r.type_code.is_some()
+        || r.number.is_some()
+        || r.holder_code.is_some()
+    {
+        return Err(Error::InvalidFields {
+            errors: vec![FieldError::new(
+                "/show_code",
+                "give a show code or a license identifier, not both",
+            )],
+        });
+    }
+    let trust = app.show_code_trust.get(app).await?;
+    let c = crate::present::check(&code, &trust, app.clock.unix());
+    use crate::present::Verdict;
+    match c.verdict {
+        Verdict::Malformed => Err(Error::ShowCodeMalformed { reason: c.reason }),
+        Verdict::Forged | Verdict::UnknownIssuer => {
+            Err(Error::ShowCodeNotAuthentic { reason: c.reason })
+        }
+        Verdict::CodeExpired => Err(Error::ShowCodeExpired),
+        Verdict::Valid | Verdict::Suspended | Verdict::Revoked | Verdict::NotInForce => {
+            let Some(id) = c.license_id else {
+                return Err(Error::ShowCodeMalformed {
+                    reason: "it names no license".into(),
+                });
+            };
+            r.license_id = Some(id);
+            Ok(Some(Shown {
+                fields: c.fields,
+                cti: c.cti,
+            }))
+        }
+    }
 }
 
 /// The issuer signature check.
@@ -74,7 +130,8 @@ pub struct Verification {
     pub status: Status,
     pub status_code: String,
     /// `grant` when holder grants released the fields, `statutory` when the client's statutory
-    /// basis did, `none` when no field was released.
+    /// basis did, `show_code` when the holder's disclosure in a presented show code did (with
+    /// grants, perhaps), `none` when no field was released.
     pub basis: String,
     /// The holder grants applied (single-use ones are now used).
     pub grants: Vec<String>,
@@ -154,14 +211,14 @@ async fn find(app: &App, r: &VerifyRequest) -> Result<LicenseRow> {
         _ => Err(Error::InvalidFields {
             errors: vec![FieldError::new(
                 "/",
-                "give license_id, or type with number, or type with holder_code",
+                "give license_id, or type with number, or type with holder_code, or show_code",
             )],
         }),
     }
 }
 
 /// Verifies a license for a client in the course of a case.
-pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Verification> {
+pub async fn verify(app: &App, client: &Client, mut r: VerifyRequest) -> Result<Verification> {
     let mut errs = Vec::new();
     if !text_ok(&r.matter_code) {
         errs.push(FieldError::new(
@@ -178,6 +235,7 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
     if !errs.is_empty() {
         return Err(Error::InvalidFields { errors: errs });
     }
+    let shown = open_show_code(app, &mut r).await?;
     let row = match find(app, &r).await {
         Ok(row) => row,
         Err(Error::LicenseNotFound { id }) => {
@@ -189,7 +247,9 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
                 _ => None,
             };
             return match foreign {
-                Some((region, parsed)) => verify_foreign(app, client, r, region, parsed).await,
+                Some((region, parsed)) => {
+                    verify_foreign(app, client, r, region, parsed, shown).await
+                }
                 None => Err(Error::LicenseNotFound { id }),
             };
         }
@@ -228,10 +288,13 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
     } else {
         (Vec::new(), Vec::new())
     };
+    // A show code's disclosure is the holder's consent to exactly those fields; their values
+    // still come from the signed record.
+    let shown_ok = |k: &str| shown.as_ref().is_some_and(|s| s.fields.contains_key(k));
     let mut fields = Map::new();
     let mut withheld = Vec::new();
     for (k, v) in all {
-        let basis_ok = client.statutory || granted.contains(&k);
+        let basis_ok = client.statutory || granted.contains(&k) || shown_ok(&k);
         if authentic && basis_ok && client.may_see(&k) {
             fields.insert(k, v);
         } else {
@@ -240,11 +303,17 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
     }
     let basis = if fields.is_empty() {
         "none"
-    } else if !grants_used.is_empty() && fields.keys().all(|k| granted.contains(k)) {
+    } else if client.statutory {
+        "statutory"
+    } else if fields.keys().all(|k| granted.contains(k)) {
         "grant"
     } else {
-        "statutory"
+        "show_code"
     };
+    let mut extra = serde_json::json!({"grants": grants_used});
+    if let (Some(s), Some(d)) = (&shown, extra.as_object_mut()) {
+        d.insert("show_code".into(), serde_json::json!(s.cti));
+    }
     let outcome = Outcome {
         license_id: &row.id,
         license_version: row.version,
@@ -252,7 +321,7 @@ pub async fn verify(app: &App, client: &Client, r: VerifyRequest) -> Result<Veri
         authentic,
         fields: &fields,
         basis,
-        extra: serde_json::json!({"grants": grants_used}),
+        extra,
     };
     let (checked_at, receipt) = record_outcome(app, client, &r, &outcome).await?;
     Ok(Verification {
@@ -359,6 +428,7 @@ async fn verify_foreign(
     r: VerifyRequest,
     region: crate::store::ForeignRegionRow,
     parsed: LicenseId,
+    shown: Option<Shown>,
 ) -> Result<Verification> {
     if !client.types.contains(&parsed.type_code) {
         return Err(Error::OutOfScope {
@@ -403,25 +473,66 @@ async fn verify_foreign(
     {
         return Err(fail("its answer and its receipt disagree".into()));
     }
+    // The fields it released are those its signed receipt states, value for value.
+    let empty = Map::new();
+    let theirs = answer
+        .get("fields")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let stated = checked
+        .payload
+        .get("fields_sha256")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    if theirs.len() != stated.len()
+        || theirs.iter().any(|(k, v)| {
+            stated.get(k).and_then(Value::as_str) != Some(receipt::field_hash(v).as_str())
+        })
+    {
+        return Err(fail(
+            "the fields of its answer are not those its receipt states".into(),
+        ));
+    }
     let authentic = answer.get("authentic") == Some(&Value::Bool(true))
         && checked.payload.get("authentic") == Some(&Value::Bool(true));
     let status = Status::from_code(&status_code).ok_or_else(|| fail("unknown status".into()))?;
     let mut fields = Map::new();
     let mut withheld = Vec::new();
-    if let Some(theirs) = answer.get("fields").and_then(Value::as_object) {
-        for (k, v) in theirs {
-            if authentic && client.statutory && client.may_see(k) {
+    for (k, v) in theirs {
+        if authentic && client.statutory && client.may_see(k) {
+            fields.insert(k.clone(), v.clone());
+        } else {
+            withheld.push(k.clone());
+        }
+    }
+    // What the holder disclosed in a show code (signed by that region's authority, checked
+    // against its trust list) is theirs to release to our client, within our client's scope.
+    let mut by_code = false;
+    if let Some(s) = &shown {
+        for (k, v) in &s.fields {
+            if fields.contains_key(k) {
+                continue;
+            }
+            if authentic && client.may_see(k) {
+                withheld.retain(|w| w != k);
                 fields.insert(k.clone(), v.clone());
-            } else {
+                by_code = true;
+            } else if !withheld.contains(k) {
                 withheld.push(k.clone());
             }
         }
     }
     let basis = if fields.is_empty() {
         "none"
+    } else if by_code {
+        "show_code"
     } else {
         "statutory"
     };
+    let mut extra = serde_json::json!({"region": region.code});
+    if let (Some(s), Some(d)) = (&shown, extra.as_object_mut()) {
+        d.insert("show_code".into(), serde_json::json!(s.cti));
+    }
     let outcome = Outcome {
         license_id: &id,
         license_version: i64::from(parsed.version),
@@ -429,7 +540,7 @@ async fn verify_foreign(
         authentic,
         fields: &fields,
         basis,
-        extra: serde_json::json!({"region": region.code}),
+        extra,
     };
     let (checked_at, receipt) = record_outcome(app, client, &r, &outcome).await?;
     let sig = answer.get("signature").cloned().unwrap_or(Value::Null);

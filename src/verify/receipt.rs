@@ -63,7 +63,8 @@ pub struct Facts<'a> {
     pub audit_seq: i64,
 }
 
-fn field_hash(v: &Value) -> String {
+/// SHA-256 (hex) of a released field's value as canonical JSON, as a receipt states it.
+pub(crate) fn field_hash(v: &Value) -> String {
     let text = serde_json::to_string(&Canonical(v)).unwrap_or_default();
     hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
 }

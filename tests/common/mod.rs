@@ -324,6 +324,20 @@ impl TlsServer {
         path: &str,
         body: Option<&Value>,
     ) -> (u16, Value) {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        self.call_raw(id, method, path, "application/json", body.as_bytes())
+            .await
+    }
+
+    /// [`TlsServer::call`] with any content type and body bytes (malformed-request tests).
+    pub async fn call_raw(
+        &self,
+        id: Option<&Identity>,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, Value) {
         use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
@@ -356,12 +370,13 @@ impl TlsServer {
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await
             .unwrap();
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );
-        tls.write_all(req.as_bytes()).await.unwrap();
+        tls.write_all(head.as_bytes()).await.unwrap();
+        // The server may answer (413) and close before it has read a large body.
+        let _ = tls.write_all(body).await;
         let mut out = Vec::new();
         let _ = tls.read_to_end(&mut out).await;
         let text = String::from_utf8_lossy(&out).to_string();
@@ -375,6 +390,19 @@ impl TlsServer {
 }
 
 impl Env {
+    /// Signs `holder_code` in through the development provider; returns the session token.
+    pub async fn holder_token(&self, holder_code: &str) -> String {
+        let (s, session) = self
+            .call(
+                "POST",
+                "/v1/holder/sessions",
+                Some(&serde_json::json!({"holder_code": holder_code})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{session}");
+        session["token"].as_str().unwrap().to_string()
+    }
+
     /// Runs SQL directly on the database, behind the service's back (tamper tests).
     pub async fn exec(&self, sql: &str) {
         match &self.app.store {
