@@ -54,6 +54,16 @@ struct Shown {
     cti: Option<String>,
 }
 
+impl Shown {
+    /// The audit entry's `extra` details, with the show code's id when one was presented.
+    fn noted(shown: &Option<Shown>, mut extra: Value) -> Value {
+        if let (Some(s), Some(d)) = (shown, extra.as_object_mut()) {
+            d.insert("show_code".into(), serde_json::json!(s.cti));
+        }
+        extra
+    }
+}
+
 /// Checks a request's show code, if it has one, against the authority keys this deployment
 /// trusts (its own and imported regions'), and names the license it shows in the request.
 async fn open_show_code(app: &App, r: &mut VerifyRequest) -> Result<Option<Shown>> {
@@ -310,10 +320,7 @@ pub async fn verify(app: &App, client: &Client, mut r: VerifyRequest) -> Result<
     } else {
         "show_code"
     };
-    let mut extra = serde_json::json!({"grants": grants_used});
-    if let (Some(s), Some(d)) = (&shown, extra.as_object_mut()) {
-        d.insert("show_code".into(), serde_json::json!(s.cti));
-    }
+    let extra = Shown::noted(&shown, serde_json::json!({"grants": grants_used}));
     let outcome = Outcome {
         license_id: &row.id,
         license_version: row.version,
@@ -529,10 +536,7 @@ async fn verify_foreign(
     } else {
         "statutory"
     };
-    let mut extra = serde_json::json!({"region": region.code});
-    if let (Some(s), Some(d)) = (&shown, extra.as_object_mut()) {
-        d.insert("show_code".into(), serde_json::json!(s.cti));
-    }
+    let extra = Shown::noted(&shown, serde_json::json!({"region": region.code}));
     let outcome = Outcome {
         license_id: &id,
         license_version: i64::from(parsed.version),
