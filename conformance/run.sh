@@ -103,7 +103,7 @@ check "openssl verify -crl_check accepts an unrevoked authority certificate" \
   openssl verify -crl_check -CAfile "$work/root.pem" -CRLfile "$work/crl.pem" "$work/authority0.pem"
 
 echo "== Mutual TLS with OpenSSL and curl as the peers"
-"$bin" --data-dir "$data" client add --id conformance-case --name "Conformance case system" \
+"$bin" --config "$work/elicense.toml" --data-dir "$data" client add --id conformance-case --name "Conformance case system" \
   --department "测试" --types 11100000000013338W001 --fields sex --statutory --out-dir "$work/bundle" >/dev/null \
   || fail "client add"
 check "openssl s_client verifies the server certificate chain against the root" \
@@ -112,8 +112,18 @@ check "openssl s_client verifies the server certificate chain against the root" 
 awk '/BEGIN CERTIFICATE/{n++} n==1{print} /END CERTIFICATE/{if(n==1) exit}' "$work/sclient.txt" >"$work/server.pem"
 check "pkilint: TLS server profile" "$venv/bin/lint_pkix_cert" lint -s WARNING "$work/server.pem"
 check "pkilint: TLS client profile" "$venv/bin/lint_pkix_cert" lint -s WARNING "$work/bundle/conformance-case.crt.pem"
-check "openssl verify: the client certificate chains to the root for client use" \
+curl -sf "$base/v1/pki/client-ca" >"$work/client-ca.pem"
+check "the bundle's client CA is the one the service publishes" cmp "$work/client-ca.pem" "$work/bundle/client-ca.pem"
+check "pkilint: client CA profile" "$venv/bin/lint_pkix_cert" lint -s WARNING "$work/client-ca.pem"
+check "pkilint: root -> client CA chain" "$venv/bin/lint_pkix_signer_signee_cert_chain" lint "$work/root.pem" "$work/client-ca.pem"
+check "pkilint: client CA -> client chain" "$venv/bin/lint_pkix_signer_signee_cert_chain" lint "$work/client-ca.pem" "$work/bundle/conformance-case.crt.pem"
+check "openssl verify: the client certificate chains through the client CA to the root for client use" \
+  openssl verify -purpose sslclient -CAfile "$work/root.pem" -untrusted "$work/client-ca.pem" "$work/bundle/conformance-case.crt.pem"
+check_fails "openssl verify control: without the client CA the client certificate does not chain" \
   openssl verify -purpose sslclient -CAfile "$work/root.pem" "$work/bundle/conformance-case.crt.pem"
+check "openssl verify: the client CA may issue client certificates only (path length 0, EKU clientAuth)" \
+  sh -c "openssl x509 -in '$work/client-ca.pem' -noout -ext basicConstraints,extendedKeyUsage | tr -d ' ' >'$work/cca.txt' \
+         && grep -q 'CA:TRUE,pathlen:0' '$work/cca.txt' && grep -q 'TLSWebClientAuthentication' '$work/cca.txt'"
 lic_id=$(auth "$base/v1/licenses?limit=1" | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
 verify_body="{\"matter_code\": \"conformance\", \"case_number\": \"c-1\", \"license_id\": \"$lic_id\"}"
 check "curl with the client certificate: the license verifies as authentic" \
@@ -126,6 +136,22 @@ check "curl without a client certificate: refused with MTLS-0001" \
 check "the plain-HTTP listener does not verify: 401 MTLS-0001 (a client certificate is required)" \
   sh -c "curl -s -w ' %{http_code}' -H 'content-type: application/json' -d '$verify_body' '$base/v1/verifications' \
          | tee /dev/stderr | grep -q 'MTLS-0001.* 401\$'"
+check "elicense client revoke (a second process, the service still running)" \
+  "$bin" --data-dir "$data" client revoke --id conformance-case --reason keyCompromise
+check "curl with the revoked client certificate: refused with MTLS-0004" \
+  sh -c "curl -s --resolve $tls_host:$tls_port:127.0.0.1 --cacert '$work/root.pem' --cert '$work/bundle/conformance-case.crt.pem' \
+         --key '$work/bundle/conformance-case.key.pem' -H 'content-type: application/json' \
+         -d '$verify_body' '$tls_base/v1/verifications' | grep -q 'MTLS-0004'"
+client_dp=$(openssl x509 -in "$work/bundle/conformance-case.crt.pem" -noout -ext crlDistributionPoints | sed -n 's/.*URI://p' | head -1)
+check "the client certificate names its client CA's CRL ($client_dp)" \
+  sh -c "case '$client_dp' in '$base'/v1/pki/client-ca/*/crl) true;; *) false;; esac && curl -sf '$client_dp' -o '$work/client-crl.der'"
+check "openssl crl verifies the client CA's CRL with the client CA" \
+  sh -c "openssl crl -inform DER -in '$work/client-crl.der' -CAfile '$work/client-ca.pem' -noout 2>&1 | grep -q 'verify OK'"
+openssl crl -inform DER -in "$work/client-crl.der" -out "$work/client-crl.pem" 2>/dev/null
+check "openssl verify -crl_check refuses the revoked client certificate as revoked" \
+  sh -c "! openssl verify -crl_check -purpose sslclient -CAfile '$work/root.pem' -untrusted '$work/client-ca.pem' \
+         -CRLfile '$work/client-crl.pem' '$work/bundle/conformance-case.crt.pem' >'$work/crv.log' 2>&1 \
+         && grep -q 'certificate revoked' '$work/crv.log'"
 check "elicense audit verify: the log is intact" "$bin" --data-dir "$data" audit verify
 
 echo "== Another region imports this region's trust list by URL (pinned root)"
@@ -136,6 +162,11 @@ check "region import over http:// with the root pinned by SHA-256" \
 check "region import refuses a wrong pin (TRL-0001)" \
   sh -c "env -u ELICENSE_MASTER_KEY '$bin' --data-dir '$work/b' region import '$base/v1/trust-list' \
          --root-sha256 $(printf '0%.0s' $(seq 64)) 2>&1 | grep -q TRL-0001"
+check "region import over https:// from the HTTPS listener (no client certificate, the pin decides)" \
+  env -u ELICENSE_MASTER_KEY "$bin" --data-dir "$work/b" region import "https://127.0.0.1:$tls_port/v1/trust-list" --root-sha256 "$pin"
+check "serve refuses a plain-HTTP listener on a non-loopback address (REQ-0001)" \
+  sh -c "! timeout 30 env -u ELICENSE_MASTER_KEY '$bin' --data-dir '$work/b' serve --listen 0.0.0.0:0 >'$work/nl.log' 2>&1 \
+         && grep -q 'REQ-0001.*loopback only' '$work/nl.log'"
 check "the imported region is listed" \
   sh -c "env -u ELICENSE_MASTER_KEY '$bin' --data-dir '$work/b' region list | grep -q '^340600'"
 

@@ -44,7 +44,8 @@ pub enum Command {
         /// development holder sign-in.
         #[arg(long)]
         demo: bool,
-        /// Address to listen on (plain HTTP) [default: 127.0.0.1:8080].
+        /// Address to listen on (plain HTTP, loopback only: other machines use --tls-listen)
+        /// [default: 127.0.0.1:8080].
         #[arg(long, env = "ELICENSE_LISTEN")]
         listen: Option<String>,
         /// Address for HTTPS with mutual TLS, where the verification routes are served
@@ -409,7 +410,8 @@ pub enum RegionCmd {
     },
     /// Import another region's trust list; its root must match the SHA-256 agreed out of band.
     Import {
-        /// The trust list: a file (ELT1:...), or an http:// URL serving it (/v1/trust-list).
+        /// The trust list: a file (ELT1:...), or an https:// (or http://) URL serving it
+        /// (/v1/trust-list).
         file: PathBuf,
         /// SHA-256 (hex) of that region's root certificate.
         #[arg(long)]
@@ -539,6 +541,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
             let listen = config.listen.clone();
             let tls_listen = config.tls_listen.clone();
+            // Before the database is opened or the demo written.
+            crate::http::check_plain_listen(&listen)
+                .await
+                .map_err(coded)?;
             let app = App::open(config, true).await.map_err(coded)?;
             if demo {
                 crate::demo::ensure(&app).await.map_err(coded)?;
@@ -816,7 +822,7 @@ async fn region_cmd(g: &Global, c: RegionCmd) -> anyhow::Result<()> {
             client_key,
         } => {
             let arg = file.to_string_lossy().to_string();
-            let text = if arg.starts_with("http://") {
+            let text = if arg.starts_with("http://") || arg.starts_with("https://") {
                 crate::verify::trust::fetch(&arg).await.map_err(coded)?
             } else {
                 read_input(&file)?
@@ -895,6 +901,7 @@ async fn client_cmd(g: &Global, c: ClientCmd) -> anyhow::Result<()> {
                 .with_context(|| format!("creating {}", out_dir.display()))?;
             std::fs::write(out_dir.join(format!("{id}.crt.pem")), &b.certificate)?;
             std::fs::write(out_dir.join("root.pem"), &b.root_certificate)?;
+            std::fs::write(out_dir.join("client-ca.pem"), &b.client_ca_certificate)?;
             let key = out_dir.join(format!("{id}.key.pem"));
             let _ = std::fs::remove_file(&key);
             crate::pki::keystore::write_private_file(&key, b.private_key.as_bytes())

@@ -1730,6 +1730,20 @@ mod mtls {
         // A's case system verifies B's license through A.
         let case = register(&a, "case-a", true, &["sex"]).await;
         let a_server = a.start_tls().await;
+        // The certificate B issued to A is for B's endpoint: at A it comes from another
+        // region's client CA and is refused.
+        let (s, v) = a_server
+            .call(
+                Some(&Identity {
+                    cert_pem: bundle.certificate.clone(),
+                    key_pem: bundle.private_key.clone(),
+                }),
+                "POST",
+                "/v1/verifications",
+                Some(&json!({"matter_code": "M", "case_number": "C-9", "license_id": id})),
+            )
+            .await;
+        assert_eq!((s, v["code"].clone()), (401, json!("MTLS-0002")), "{v}");
         let ask = json!({"matter_code": "M", "case_number": "C-9", "license_id": id});
         let (s, v) = a_server
             .call(Some(&case), "POST", "/v1/verifications", Some(&ask))
@@ -2382,6 +2396,37 @@ mod mtls {
                 key_pem: key.serialize_pem(),
             }
         };
+        // A certificate the region root issued directly, clientAuth and all: not from the
+        // region's client CA, so no client certificate.
+        let root_issued = {
+            let root = env.app.pki.root().await.unwrap();
+            let signer = env
+                .app
+                .pki
+                .keys()
+                .signer(root.key().unwrap())
+                .await
+                .unwrap();
+            let issuer = rcgen::Issuer::from_ca_cert_der(
+                &root.der.clone().into(),
+                elicense::pki::keystore::RcgenSigner(signer.as_ref()),
+            )
+            .unwrap();
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut p = rcgen::CertificateParams::new(vec![]).unwrap();
+            p.distinguished_name
+                .push(rcgen::DnType::CommonName, "case-system");
+            p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+            p.not_before =
+                time::OffsetDateTime::from_unix_timestamp(super::common::T0 - 86_400).unwrap();
+            p.not_after =
+                time::OffsetDateTime::from_unix_timestamp(super::common::T0 + 86_400).unwrap();
+            let cert = p.signed_by(&key, &issuer).unwrap();
+            Identity {
+                cert_pem: cert.pem(),
+                key_pem: key.serialize_pem(),
+            }
+        };
         let server = env.start_tls().await;
         let req =
             json!({"matter_code": "340600-JD-001", "case_number": "2026-000123", "license_id": id});
@@ -2452,6 +2497,14 @@ mod mtls {
             .await;
         assert_eq!((s, code(&v)), (401, "MTLS-0002".into()), "{v}");
         let (s, v) = server
+            .call(Some(&root_issued), "POST", "/v1/verifications", Some(&req))
+            .await;
+        assert_eq!((s, code(&v)), (401, "MTLS-0002".into()), "{v}");
+        assert!(
+            v["message"].as_str().unwrap_or("").contains("client CA"),
+            "{v}"
+        );
+        let (s, v) = server
             .call(Some(&old), "POST", "/v1/verifications", Some(&req))
             .await;
         assert_eq!((s, code(&v)), (401, "MTLS-0003".into()), "{v}");
@@ -2504,6 +2557,65 @@ mod mtls {
             .call(Some(&case), "POST", "/v1/verifications", Some(&req))
             .await;
         assert_eq!((s, code(&v)), (401, "MTLS-0004".into()), "{v}");
+        // The client CA's CRL (where the certificate's distribution point says) lists it; the
+        // root's does not, the root did not issue it.
+        let case_der = x509_parser::pem::parse_x509_pem(case.cert_pem.as_bytes())
+            .unwrap()
+            .1
+            .contents;
+        let (_, case_cert) = x509_parser::parse_x509_certificate(&case_der).unwrap();
+        let case_serial = hex::encode(case_cert.raw_serial());
+        let dp = case_cert
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::CRLDistributionPoints(d) => {
+                    d.points.first().and_then(|p| match &p.distribution_point {
+                        Some(x509_parser::extensions::DistributionPointName::FullName(n)) => {
+                            n.iter().find_map(|g| match g {
+                                x509_parser::extensions::GeneralName::URI(u) => Some(u.to_string()),
+                                _ => None,
+                            })
+                        }
+                        _ => None,
+                    })
+                }
+                _ => None,
+            })
+            .unwrap();
+        let path = &dp[dp.find("/v1/").unwrap()..];
+        assert!(path.starts_with("/v1/pki/client-ca/"), "{dp}");
+        let crl_serials = |der: &[u8]| -> Vec<String> {
+            let (_, crl) = x509_parser::parse_x509_crl(der).unwrap();
+            crl.iter_revoked_certificates()
+                .map(|r| hex::encode(r.raw_serial()))
+                .collect()
+        };
+        let (s, der) = env
+            .raw(
+                axum::http::Request::get(path)
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(s, axum::http::StatusCode::OK);
+        assert!(crl_serials(&der).contains(&case_serial));
+        let (_, der) = env
+            .raw(
+                axum::http::Request::get("/v1/pki/crl")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert!(!crl_serials(&der).contains(&case_serial));
+        let (s, _) = env
+            .raw(
+                axum::http::Request::get("/v1/pki/client-ca/00/crl")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(s, axum::http::StatusCode::NOT_FOUND);
 
         // A status change shows at once.
         env.call(

@@ -87,6 +87,32 @@ pub async fn crl(State(app): State<App>) -> ApiResult<impl IntoResponse> {
     Ok(([(header::CONTENT_TYPE, "application/pkix-crl")], crl.der))
 }
 
+#[utoipa::path(get, path = "/v1/pki/client-ca", tag = "pki",
+    responses((status = 200, description = "The region's client CA (issues the TLS client certificates of case-handling systems)", content_type = "application/x-pem-file", body = String)))]
+pub async fn client_ca_pem(State(app): State<App>) -> ApiResult<impl IntoResponse> {
+    let c = app.pki.client_ca().await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        crate::pki::pem("CERTIFICATE", &c.der),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/pki/client-ca/{serial}/crl", tag = "pki",
+    params(("serial" = String, Path, description = "The client CA's serial (hex), as in the CRL distribution point of its client certificates")),
+    responses((status = 200, description = "The current CRL of that client CA (DER)", content_type = "application/pkix-crl", body = Vec<u8>),
+        (status = 404, description = "No unrevoked client CA has that serial (REQ-0404)", body = ErrorBody)))]
+pub async fn client_ca_crl(
+    State(app): State<App>,
+    Path(serial): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let crl = app
+        .pki
+        .current_client_crl(&serial)
+        .await?
+        .ok_or(Error::RouteNotFound)?;
+    Ok(([(header::CONTENT_TYPE, "application/pkix-crl")], crl.der))
+}
+
 /// An issuing authority.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuthorityView {

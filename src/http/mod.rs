@@ -88,6 +88,8 @@ fn routes(app: &App) -> Router<App> {
         .route("/v1/pki/root", get(admin::root_pem))
         .route("/v1/pki/service-signer", get(admin::service_signer_pem))
         .route("/v1/pki/crl", get(admin::crl))
+        .route("/v1/pki/client-ca", get(admin::client_ca_pem))
+        .route("/v1/pki/client-ca/{serial}/crl", get(admin::client_ca_crl))
         .route("/v1/trust-list", get(admin::trust_list))
         .route("/v1/status-list", get(admin::status_list))
         .route(
@@ -154,9 +156,29 @@ fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Respo
     ApiError(Error::internal("handler panicked")).into_response()
 }
 
-/// Serves plain HTTP on `listen` and, when given, HTTPS with mutual TLS on `tls_listen`, until
-/// Ctrl-C or SIGTERM.
+/// Refuses a plain-HTTP address that is not loopback: plain HTTP is for local use (a reverse
+/// proxy or tooling on the same machine). Holder sessions, operator tokens and the public pages
+/// reach other machines only through the HTTPS listener, which serves every route.
+pub async fn check_plain_listen(listen: &str) -> crate::error::Result<()> {
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(listen)
+        .await
+        .map_err(|e| Error::bad_request(format!("listen address {listen}: {e}")))?
+        .collect();
+    match addrs.iter().find(|a| !a.ip().is_loopback()) {
+        None if !addrs.is_empty() => Ok(()),
+        _ => Err(Error::bad_request(format!(
+            "the plain-HTTP listener binds loopback only (127.0.0.1, ::1, localhost); {listen} is \
+             not: serve other machines through --tls-listen, which serves every route"
+        ))),
+    }
+}
+
+/// Serves plain HTTP on `listen` (loopback only) and, when given, HTTPS with mutual TLS on
+/// `tls_listen`, until Ctrl-C or SIGTERM.
 pub async fn serve(app: App, listen: &str, tls_listen: Option<&str>) -> anyhow::Result<()> {
+    check_plain_listen(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening (HTTP)");
     let plain =
@@ -183,8 +205,9 @@ pub async fn serve(app: App, listen: &str, tls_listen: Option<&str>) -> anyhow::
 pub async fn bind_tls(app: &App, addr: &str) -> anyhow::Result<tls::TlsListener> {
     let cert = app.server_certificate().await?;
     let root = app.pki.root().await?;
+    let client_ca = app.pki.client_ca().await?;
     let key = app.pki.keys().signer(cert.key()?).await?;
-    let config = tls::server_config(&cert.der, &root.der, key)?;
+    let config = tls::server_config(&cert.der, &root.der, &client_ca.der, key)?;
     Ok(tls::bind(addr, std::sync::Arc::new(config)).await?)
 }
 
@@ -202,4 +225,20 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_plain_listen;
+
+    #[tokio::test]
+    async fn the_plain_listener_binds_loopback_only() {
+        for ok in ["127.0.0.1:8080", "127.0.0.1:0", "[::1]:0", "localhost:0"] {
+            assert!(check_plain_listen(ok).await.is_ok(), "{ok}");
+        }
+        for bad in ["0.0.0.0:8080", "[::]:0", "192.0.2.1:80", "not an address"] {
+            let e = check_plain_listen(bad).await.unwrap_err();
+            assert_eq!(e.code(), "REQ-0001", "{bad}");
+        }
+    }
 }

@@ -12,6 +12,8 @@ use utoipa::{Modify, OpenApi};
         super::admin::root_pem,
         super::admin::service_signer_pem,
         super::admin::crl,
+        super::admin::client_ca_pem,
+        super::admin::client_ca_crl,
         super::admin::trust_list,
         super::admin::status_list,
         super::admin::verify_show_code,

@@ -221,16 +221,17 @@ impl ResolvesServerCert for OneCert {
 }
 
 /// The TLS configuration: the server certificate (signed through the key store) and deferred
-/// client authentication, hinting the region root as the acceptable issuer.
+/// client authentication, hinting the region's client CA as the acceptable issuer.
 pub fn server_config(
     server_cert: &[u8],
     root_cert: &[u8],
+    client_ca: &[u8],
     key: Arc<dyn KeySigner>,
 ) -> Result<ServerConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let root_subject = x509_parser::parse_x509_certificate(root_cert)
+    let client_ca_subject = x509_parser::parse_x509_certificate(client_ca)
         .map(|(_, c)| DistinguishedName::from(c.subject().as_raw().to_vec()))
-        .map_err(|_| rustls::Error::General("root certificate unparsable".into()))?;
+        .map_err(|_| rustls::Error::General("client CA certificate unparsable".into()))?;
     let chain = vec![
         CertificateDer::from(server_cert.to_vec()),
         CertificateDer::from(root_cert.to_vec()),
@@ -240,7 +241,7 @@ pub fn server_config(
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(Arc::new(DeferredClientAuth {
             provider,
-            hints: vec![root_subject],
+            hints: vec![client_ca_subject],
         }))
         .with_cert_resolver(Arc::new(OneCert(Arc::new(certified))));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

@@ -25,6 +25,9 @@ const AUTHORITY_YEARS: i64 = 5;
 const CRL_DAYS: i64 = 7;
 const SERVER_DAYS: i64 = 397;
 const SIGNER_DAYS: i64 = 730;
+const CLIENT_CA_YEARS: i64 = 10;
+/// The longest a client certificate lives; a client CA that expires sooner is replaced.
+pub const CLIENT_MAX_DAYS: i64 = 365 * 3;
 
 /// The region's certificate authority.
 #[derive(Clone)]
@@ -35,7 +38,7 @@ pub struct Pki {
     public_url: String,
     /// The root never changes once the region exists.
     root: Arc<std::sync::OnceLock<CertRow>>,
-    /// The current service signer certificate.
+    /// The current service signer, time-stamp authority and client CA certificates.
     signer: Arc<std::sync::RwLock<std::collections::HashMap<&'static str, CertRow>>>,
     /// Only one task issues a new signer certificate at a time.
     signer_issue: Arc<tokio::sync::Mutex<()>>,
@@ -170,19 +173,28 @@ impl Pki {
         Ok(root)
     }
 
-    async fn with_root_issuer<T>(
+    async fn with_issuer<T>(
         &self,
+        ca: &CertRow,
         f: impl FnOnce(&Issuer<'_, RcgenSigner<'_>>) -> Result<T>,
     ) -> Result<T> {
-        let root = self.root().await?;
-        let key = self.keys.signer(root.key()?).await?;
-        let issuer = Issuer::from_ca_cert_der(&root.der.clone().into(), RcgenSigner(key.as_ref()))
-            .map_err(|e| Error::internal(format!("root certificate unusable: {e}")))?;
+        let key = self.keys.signer(ca.key()?).await?;
+        let issuer = Issuer::from_ca_cert_der(&ca.der.clone().into(), RcgenSigner(key.as_ref()))
+            .map_err(|e| Error::internal(format!("{} certificate unusable: {e}", ca.kind)))?;
         f(&issuer)
     }
 
-    /// Issues a leaf certificate of `profile` for `public`, signed by the root, valid from now
-    /// for its days (never past the root). The common parts of every leaf profile live here.
+    /// Where the CRL that speaks for certificates issued by `ca` is published.
+    fn crl_url(&self, ca: &CertRow) -> String {
+        let base = self.public_url.trim_end_matches('/');
+        if ca.kind == "client-ca" {
+            format!("{base}/v1/pki/client-ca/{}/crl", ca.serial)
+        } else {
+            format!("{base}/v1/pki/crl")
+        }
+    }
+
+    /// Issues a leaf certificate of `profile` for `public`, signed by the root.
     async fn issue_leaf(
         &self,
         profile: Leaf,
@@ -190,6 +202,19 @@ impl Pki {
         key: Option<&KeyRow>,
     ) -> Result<CertRow> {
         let root = self.root().await?;
+        self.issue_leaf_by(&root, profile, public, key).await
+    }
+
+    /// Issues a leaf certificate of `profile` for `public`, signed by the CA `ca` (the root or
+    /// the client CA), valid from now for its days (never past the CA). The common parts of
+    /// every leaf profile live here.
+    async fn issue_leaf_by(
+        &self,
+        ca: &CertRow,
+        profile: Leaf,
+        public: &impl rcgen::PublicKeyData,
+        key: Option<&KeyRow>,
+    ) -> Result<CertRow> {
         let now = self.clock.now();
         let mut params = CertificateParams::new(profile.sans)
             .map_err(|e| Error::bad_request(format!("certificate names: {e}")))?;
@@ -205,18 +230,15 @@ impl Pki {
         params.custom_extensions = profile.extensions;
         params.use_authority_key_identifier_extension = true;
         params.not_before = now - Duration::minutes(5);
-        params.not_after = (now + Duration::days(profile.days)).min(to_time(root.not_after)?);
+        params.not_after = (now + Duration::days(profile.days)).min(to_time(ca.not_after)?);
         params.serial_number = Some(random_serial()?);
         if profile.crl_distribution_point {
             params.crl_distribution_points = vec![CrlDistributionPoint {
-                uris: vec![format!(
-                    "{}/v1/pki/crl",
-                    self.public_url.trim_end_matches('/')
-                )],
+                uris: vec![self.crl_url(ca)],
             }];
         }
         let der = self
-            .with_root_issuer(|issuer| {
+            .with_issuer(ca, |issuer| {
                 params
                     .signed_by(public, issuer)
                     .map(|c| c.der().to_vec())
@@ -411,8 +433,91 @@ impl Pki {
         Ok(row)
     }
 
-    /// Issues a TLS client certificate for a case-handling system. The key pair is generated
-    /// for the client and handed over once (PKCS#8 PEM); the region keeps only the certificate.
+    /// The region's client CA: the intermediate of the root that issues the TLS client
+    /// certificates of case-handling systems, and only those (its extended key usage is
+    /// clientAuth, its path length 0). The newest unrevoked one, or a new one when there is none
+    /// or it would not outlive a client certificate issued now. Its key stays in the key store.
+    pub async fn client_ca(&self) -> Result<CertRow> {
+        const KIND: &str = "client-ca";
+        let root = self.root().await?;
+        let now = self.clock.unix();
+        let fresh = |c: &CertRow| {
+            c.not_after > now + CLIENT_MAX_DAYS * 86_400 || c.not_after >= root.not_after
+        };
+        if let Some(c) = self.signer.read().ok().and_then(|g| g.get(KIND).cloned())
+            && fresh(&c)
+        {
+            return Ok(c);
+        }
+        let _one_at_a_time = self.signer_issue.lock().await;
+        if let Some(c) = self.store.latest_certificate(KIND).await?
+            && fresh(&c)
+        {
+            if let Ok(mut g) = self.signer.write() {
+                g.insert(KIND, c.clone());
+            }
+            return Ok(c);
+        }
+        let region = self.region().await?;
+        let (key_row, key) = self.keys.generate(now)?;
+        let name = &region.name;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CountryName, printable("CN")?);
+        dn.push(DnType::OrganizationName, name.as_str());
+        dn.push(DnType::CommonName, format!("{name} Client CA"));
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.key_identifier_method = KeyIdMethod::Sha256;
+        let start = self.clock.now();
+        params.not_before = start - Duration::minutes(5);
+        params.not_after =
+            (start + Duration::days(365 * CLIENT_CA_YEARS)).min(to_time(root.not_after)?);
+        params.serial_number = Some(random_serial()?);
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![self.crl_url(&root)],
+        }];
+        let public = PublicKey(key.public_key().to_vec());
+        let der = self
+            .with_issuer(&root, |issuer| {
+                params
+                    .signed_by(&public, issuer)
+                    .map(|c| c.der().to_vec())
+                    .map_err(|e| Error::internal(format!("client CA certificate: {e}")))
+            })
+            .await?;
+        let row = cert_row(
+            KIND,
+            format!("CN={name} Client CA, O={name}, C=CN"),
+            None,
+            Some(&key_row),
+            der,
+            &params,
+            now,
+        )?;
+        self.store.insert_certificate(&row, Some(&key_row)).await?;
+        if let Ok(mut g) = self.signer.write() {
+            g.insert(KIND, row.clone());
+        }
+        Ok(row)
+    }
+
+    /// The region's unrevoked client CAs, newest first (more than one while a client CA is
+    /// replaced and certificates of the old one are still valid); creates the first.
+    pub async fn client_cas(&self) -> Result<Vec<CertRow>> {
+        let cas = self.store.certificates_of_kind("client-ca").await?;
+        if cas.is_empty() {
+            return Ok(vec![self.client_ca().await?]);
+        }
+        Ok(cas)
+    }
+
+    /// Issues a TLS client certificate for a case-handling system, signed by the client CA.
+    /// The key pair is generated for the client and handed over once (PKCS#8 PEM); the region
+    /// keeps only the certificate.
     pub async fn issue_client_cert(
         &self,
         client_id: &str,
@@ -420,6 +525,7 @@ impl Pki {
         days: i64,
     ) -> Result<(CertRow, zeroize::Zeroizing<String>)> {
         let region = self.region().await?;
+        let ca = self.client_ca().await?;
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(|e| Error::internal(format!("client key: {e}")))?;
         let profile = Leaf {
@@ -434,16 +540,17 @@ impl Pki {
             key_usages: vec![KeyUsagePurpose::DigitalSignature],
             eku: Some(ExtendedKeyUsagePurpose::ClientAuth),
             extensions: Vec::new(),
-            days: days.clamp(1, 365 * 3),
+            days: days.clamp(1, CLIENT_MAX_DAYS),
             sans: Vec::new(),
             crl_distribution_point: true,
         };
-        let row = self.issue_leaf(profile, &key, None).await?;
+        let row = self.issue_leaf_by(&ca, profile, &key, None).await?;
         self.store.insert_certificate(&row, None).await?;
         Ok((row, zeroize::Zeroizing::new(key.serialize_pem())))
     }
 
-    /// Revokes a certificate and issues a new CRL that lists it.
+    /// Revokes a certificate and issues a new CRL of its issuer (the root or a client CA) that
+    /// lists it.
     pub async fn revoke(&self, serial: &str, reason: &str) -> Result<CrlRow> {
         let now = self.clock.unix();
         let cert =
@@ -464,12 +571,27 @@ impl Pki {
                 what: format!("revocation of certificate {serial}"),
             });
         }
-        self.issue_crl().await
+        if let Ok(mut g) = self.signer.write() {
+            g.retain(|_, c| c.serial != serial);
+        }
+        let mut client_cas = self.store.certificates_of_kind("client-ca").await?;
+        client_cas.retain(|ca| issued_by(&cert.der, &ca.der));
+        match client_cas.first() {
+            Some(ca) => self.issue_crl_of(ca).await,
+            None => self.issue_crl().await,
+        }
     }
 
-    /// Issues a fresh CRL listing every revoked certificate.
+    /// Issues a fresh CRL of the root.
     pub async fn issue_crl(&self) -> Result<CrlRow> {
-        let revoked = self.store.revoked_certificates().await?;
+        let root = self.root().await?;
+        self.issue_crl_of(&root).await
+    }
+
+    /// Issues a fresh CRL of `ca` listing every revoked certificate it issued.
+    async fn issue_crl_of(&self, ca: &CertRow) -> Result<CrlRow> {
+        let mut revoked = self.store.revoked_certificates().await?;
+        revoked.retain(|c| issued_by(&c.der, &ca.der));
         let now = self.clock.now();
         let mut entries = Vec::with_capacity(revoked.len());
         for c in &revoked {
@@ -482,10 +604,14 @@ impl Pki {
                 invalidity_date: None,
             });
         }
-        let root = self.root().await?;
-        let key = self.keys.signer(root.key()?).await?;
+        let key = self.keys.signer(ca.key()?).await?;
+        let label = if ca.kind == "root" {
+            "root"
+        } else {
+            &ca.serial
+        };
         self.store
-            .insert_crl_next(|number| {
+            .insert_crl_next(label, |number| {
                 let params = CertificateRevocationListParams {
                     this_update: now,
                     next_update: now + Duration::days(CRL_DAYS),
@@ -495,8 +621,8 @@ impl Pki {
                     key_identifier_method: KeyIdMethod::Sha256,
                 };
                 let issuer =
-                    Issuer::from_ca_cert_der(&root.der.clone().into(), RcgenSigner(key.as_ref()))
-                        .map_err(|e| Error::internal(format!("root unusable: {e}")))?;
+                    Issuer::from_ca_cert_der(&ca.der.clone().into(), RcgenSigner(key.as_ref()))
+                        .map_err(|e| Error::internal(format!("{} unusable: {e}", ca.kind)))?;
                 let crl = params
                     .signed_by(&issuer)
                     .map_err(|e| Error::internal(format!("CRL: {e}")))?;
@@ -510,13 +636,72 @@ impl Pki {
             .await
     }
 
-    /// The newest CRL, reissued when it is past half its life.
+    /// The root's newest CRL, reissued when it is past half its life.
     pub async fn current_crl(&self) -> Result<CrlRow> {
-        let now = self.clock.unix();
-        match self.store.latest_crl().await? {
-            Some(c) if now < c.this_update + (c.next_update - c.this_update) / 2 => Ok(c),
-            _ => self.issue_crl().await,
+        let root = self.root().await?;
+        self.current_crl_of(&root).await
+    }
+
+    /// The newest CRL of the client CA with this serial (current or earlier, while it is
+    /// unrevoked), reissued when it is past half its life; `None` for any other serial.
+    pub async fn current_client_crl(&self, ca_serial: &str) -> Result<Option<CrlRow>> {
+        let ca = self
+            .store
+            .certificates_of_kind("client-ca")
+            .await?
+            .into_iter()
+            .find(|c| c.serial == ca_serial);
+        match ca {
+            Some(ca) => Ok(Some(self.current_crl_of(&ca).await?)),
+            None => Ok(None),
         }
+    }
+
+    async fn current_crl_of(&self, ca: &CertRow) -> Result<CrlRow> {
+        let now = self.clock.unix();
+        let label = if ca.kind == "root" {
+            "root"
+        } else {
+            &ca.serial
+        };
+        match self.store.latest_crl(label).await? {
+            Some(c) if now < c.this_update + (c.next_update - c.this_update) / 2 => Ok(c),
+            _ => self.issue_crl_of(ca).await,
+        }
+    }
+}
+
+/// Whether `ca_der` issued `cert_der`: the issuer name is the CA's subject and, where both are
+/// present, the authority key identifier is the CA's subject key identifier (client CAs that
+/// replace one another share a name, not a key). Unparsable certificates were issued by nobody.
+pub fn issued_by(cert_der: &[u8], ca_der: &[u8]) -> bool {
+    use x509_parser::extensions::ParsedExtension;
+    let (Ok((_, cert)), Ok((_, ca))) = (
+        x509_parser::parse_x509_certificate(cert_der),
+        x509_parser::parse_x509_certificate(ca_der),
+    ) else {
+        return false;
+    };
+    if cert.issuer().as_raw() != ca.subject().as_raw() {
+        return false;
+    }
+    let aki = cert
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0),
+            _ => None,
+        });
+    let ski = ca
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0),
+            _ => None,
+        });
+    match (aki, ski) {
+        (Some(a), Some(s)) => a == s,
+        _ => true,
     }
 }
 

@@ -7,9 +7,12 @@
 //! | --- | --- | --- | --- | --- | --- |
 //! | root CA | 20 years | CA, critical | keyCertSign, cRLSign | — | C=CN, O=region, CN=region Root CA |
 //! | authority seal | 5 years, within the root | not a CA | digitalSignature, nonRepudiation | documentSigning (1.3.6.1.5.5.7.3.36) | C=CN, O=authority, organizationIdentifier=NTRCN-credit code, CN=authority |
+//! | client CA | 10 years, within the root | CA, path length 0 | keyCertSign, cRLSign | clientAuth | C=CN, O=region, CN=region Client CA |
+//! | TLS client | 1 to 3 years, within the client CA | not a CA | digitalSignature | clientAuth | C=CN, O=region, OU=system, CN=client id |
 //!
-//! CRLs: signed by the root, CRL number + AKI, next update 7 days after this update, reissued
-//! on every revocation.
+//! CRLs: the root's (everything it issued, the client CA included) and each client CA's (its
+//! client certificates); CRL number + AKI, next update 7 days after this update, reissued on
+//! every revocation. `docs/PKI.md` has the rest of the profiles.
 
 pub mod ca;
 pub mod keystore;

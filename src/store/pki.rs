@@ -161,9 +161,11 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Stores a CRL under the next number; returns the number used.
+    /// Stores a CRL of `issuer` (`root` or `client-ca`) under the next number; returns the row.
+    /// The numbers are one sequence over both issuers, so each issuer's only increase.
     pub async fn insert_crl_next(
         &self,
+        issuer: &str,
         make: impl FnOnce(i64) -> Result<CrlRow>,
     ) -> Result<CrlRow> {
         with_pool!(self, pool => {
@@ -172,11 +174,12 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?;
             let row = make(last.unwrap_or(0) + 1)?;
-            sqlx::query("INSERT INTO crls (number, der, this_update, next_update) VALUES ($1, $2, $3, $4)")
+            sqlx::query("INSERT INTO crls (number, der, this_update, next_update, issuer) VALUES ($1, $2, $3, $4, $5)")
                 .bind(row.number)
                 .bind(&row.der)
                 .bind(row.this_update)
                 .bind(row.next_update)
+                .bind(issuer)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
@@ -184,11 +187,13 @@ impl Store {
         })
     }
 
-    pub async fn latest_crl(&self) -> Result<Option<CrlRow>> {
+    /// The newest CRL of `issuer` (`root` or `client-ca`).
+    pub async fn latest_crl(&self, issuer: &str) -> Result<Option<CrlRow>> {
         Ok(with_pool!(self, pool => {
             sqlx::query_as::<_, CrlRow>(
-                "SELECT number, der, this_update, next_update FROM crls ORDER BY number DESC LIMIT 1",
+                "SELECT number, der, this_update, next_update FROM crls WHERE issuer = $1 ORDER BY number DESC LIMIT 1",
             )
+            .bind(issuer)
             .fetch_optional(pool)
             .await?
         }))
@@ -215,6 +220,19 @@ impl Store {
             ))
             .bind(kind)
             .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// Every unrevoked certificate of a kind, newest first (e.g. the client CAs a client
+    /// certificate may be issued by while one CA is renewed).
+    pub async fn certificates_of_kind(&self, kind: &str) -> Result<Vec<CertRow>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, CertRow>(&format!(
+                "{CERT_COLUMNS} WHERE kind = $1 AND revoked_at IS NULL ORDER BY created_at DESC, serial"
+            ))
+            .bind(kind)
+            .fetch_all(pool)
             .await?
         }))
     }

@@ -53,6 +53,9 @@ pub struct ClientBundle {
     pub certificate: String,
     /// The client's private key (PKCS#8 PEM). Not kept by the service: store it now.
     pub private_key: String,
+    /// The region's client CA that issued the certificate (PEM); a TLS client may send it
+    /// after its certificate, the service does not need it to.
+    pub client_ca_certificate: String,
     /// The region root, to verify the service's TLS certificate.
     pub root_certificate: String,
 }
@@ -135,6 +138,13 @@ pub async fn register(app: &App, c: NewClient) -> Result<ClientBundle> {
         .pki
         .issue_client_cert(&c.id, &c.name, c.days.unwrap_or(365))
         .await?;
+    let client_ca = app
+        .pki
+        .client_cas()
+        .await?
+        .into_iter()
+        .find(|ca| crate::pki::ca::issued_by(&cert.der, &ca.der))
+        .ok_or_else(|| Error::internal("the client CA that issued the certificate is missing"))?;
     let row = ClientRow {
         id: c.id,
         name: c.name,
@@ -158,6 +168,7 @@ pub async fn register(app: &App, c: NewClient) -> Result<ClientBundle> {
         client: view(&row, false),
         certificate: crate::pki::pem("CERTIFICATE", &cert.der),
         private_key: key.to_string(),
+        client_ca_certificate: crate::pki::pem("CERTIFICATE", &client_ca.der),
         root_certificate: crate::pki::pem("CERTIFICATE", &app.pki.root().await?.der),
     })
 }
@@ -243,15 +254,32 @@ async fn authenticate_fully(app: &App, cert: Option<&CertificateDer<'static>>) -
     {
         return Err(Error::ClientCertRevoked { serial });
     }
+    // The path must run through one of the region's unrevoked client CAs: a certificate the
+    // root issued directly (a seal's, the server's, one from before the client CA) is no
+    // client certificate, whatever its key usage says.
     let root = app.pki.root().await?;
     let anchors = [root.der.clone()];
-    match path::validate(&path::Request::new(
+    let client_cas: Vec<Vec<u8>> = app
+        .pki
+        .client_cas()
+        .await?
+        .into_iter()
+        .map(|c| c.der)
+        .collect();
+    let mut request = path::Request::new(
         cert.as_ref(),
         &anchors,
         app.clock.unix(),
         path::Usage::ClientAuth,
-    )) {
-        Ok(_) => {}
+    );
+    request.intermediates = &client_cas;
+    match path::validate(&request) {
+        Ok(p) if p.intermediates.len() == 1 => {}
+        Ok(_) => {
+            return Err(Error::ClientCertUntrusted {
+                reason: "was not issued by this region's client CA".into(),
+            });
+        }
         Err(path::PathError::Expired) | Err(path::PathError::NotYetValid) => {
             return Err(Error::ClientCertExpired { serial });
         }
@@ -262,7 +290,7 @@ async fn authenticate_fully(app: &App, cert: Option<&CertificateDer<'static>>) -
         }
         Err(e) => {
             return Err(Error::ClientCertUntrusted {
-                reason: format!("does not chain to this region's root for client use: {e}"),
+                reason: format!("does not chain to this region's client CA for client use: {e}"),
             });
         }
     }
