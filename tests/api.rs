@@ -24,6 +24,7 @@ both_backends!(
     import_sorts_out_numbers_issued_before_it,
     import_100k_survives_kill_9,
     concurrent_lookups_each_get_their_own,
+    pki_replaces_and_forgets_revoked_issuers,
 );
 
 /// Verifies a license's COSE_Sign1 with only the authority certificate, using coset, x509-parser
@@ -58,6 +59,79 @@ fn verify_with_certificate(
 }
 
 type Tamper = Box<dyn Fn(&mut Value)>;
+
+/// The region's issuers follow revocation and time: a revoked service signer is replaced at
+/// once (not served from the process's cache); a client CA is replaced when it would not outlive
+/// a new client certificate, the old one still counts for the certificates it issued, and the
+/// two CRLs (same issuer name, different keys) each list only their own; a client CA revoked by
+/// another node sharing the database is never used to issue here.
+async fn pki_replaces_and_forgets_revoked_issuers(env: Env) {
+    use elicense::pki::ca::{CLIENT_MAX_DAYS, issued_by};
+    let pki = &env.app.pki;
+    let signer = pki.service_signer().await.unwrap();
+    assert_eq!(pki.service_signer().await.unwrap().serial, signer.serial);
+    pki.revoke(&signer.serial, "keyCompromise").await.unwrap();
+    let next = pki.service_signer().await.unwrap();
+    assert_ne!(next.serial, signer.serial, "a revoked signer stayed in use");
+
+    let ca1 = pki.client_ca().await.unwrap();
+    assert_eq!(pki.client_ca().await.unwrap().serial, ca1.serial);
+    let (c1, _) = pki.issue_client_cert("cs-one", "one", 365).await.unwrap();
+    assert!(issued_by(&c1.der, &ca1.der));
+    // One second before the old CA would end within a client certificate's lifetime it stays;
+    // one second after, a new one takes over.
+    env.clock.set(ca1.not_after - CLIENT_MAX_DAYS * 86_400 - 1);
+    assert_eq!(pki.client_ca().await.unwrap().serial, ca1.serial);
+    env.clock.advance(2);
+    let ca2 = pki.client_ca().await.unwrap();
+    assert_ne!(
+        ca2.serial, ca1.serial,
+        "a client CA that ends too soon stayed"
+    );
+    assert_eq!(ca2.subject, ca1.subject);
+    let (c2, _) = pki.issue_client_cert("cs-two", "two", 365).await.unwrap();
+    assert!(issued_by(&c2.der, &ca2.der) && !issued_by(&c2.der, &ca1.der));
+    assert!(!issued_by(&c1.der, &ca2.der));
+    let cas: Vec<String> = pki
+        .client_cas()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.serial)
+        .collect();
+    assert_eq!(cas, vec![ca2.serial.clone(), ca1.serial.clone()]);
+
+    pki.revoke(&c1.serial, "superseded").await.unwrap();
+    let listed = |der: Vec<u8>| -> Vec<String> {
+        let (_, crl) = x509_parser::parse_x509_crl(&der).unwrap();
+        crl.iter_revoked_certificates()
+            .map(|r| hex::encode(r.raw_serial()))
+            .collect()
+    };
+    let crl1 = pki.current_client_crl(&ca1.serial).await.unwrap().unwrap();
+    let crl2 = pki.current_client_crl(&ca2.serial).await.unwrap().unwrap();
+    assert_eq!(listed(crl1.der), vec![c1.serial.to_lowercase()]);
+    assert!(listed(crl2.der).is_empty());
+    assert!(!listed(pki.current_crl().await.unwrap().der).contains(&c1.serial.to_lowercase()));
+
+    // Another node revokes the current client CA in the shared database.
+    env.exec(&format!(
+        "UPDATE certificates SET revoked_at = {}, revocation_reason = 'keyCompromise' WHERE serial = '{}'",
+        elicense::clock::Clock::unix(&env.clock),
+        ca2.serial
+    ))
+    .await;
+    let ca3 = pki.client_ca().await.unwrap();
+    assert_ne!(
+        ca3.serial, ca2.serial,
+        "a client CA revoked elsewhere issued here"
+    );
+    let (c3, _) = pki
+        .issue_client_cert("cs-three", "three", 365)
+        .await
+        .unwrap();
+    assert!(issued_by(&c3.der, &ca3.der));
+}
 
 /// Many lookups at once: each asker gets its own license, an unknown one is not found, and a
 /// status change is seen by the next lookup.

@@ -60,24 +60,24 @@ pub async fn region(State(app): State<App>) -> ApiResult<axum::Json<RegionView>>
     }))
 }
 
+/// A certificate as a PEM file.
+fn certificate_pem(c: &crate::store::CertRow) -> impl IntoResponse + use<> {
+    (
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        crate::pki::pem("CERTIFICATE", &c.der),
+    )
+}
+
 #[utoipa::path(get, path = "/v1/pki/root", tag = "pki",
     responses((status = 200, description = "The root CA certificate", content_type = "application/x-pem-file", body = String)))]
 pub async fn root_pem(State(app): State<App>) -> ApiResult<impl IntoResponse> {
-    let root = app.pki.root().await?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/x-pem-file")],
-        crate::pki::pem("CERTIFICATE", &root.der),
-    ))
+    Ok(certificate_pem(&app.pki.root().await?))
 }
 
 #[utoipa::path(get, path = "/v1/pki/service-signer", tag = "pki",
     responses((status = 200, description = "The service signer's certificate (signs verification receipts, show codes' status lists and trust lists)", content_type = "application/x-pem-file", body = String)))]
 pub async fn service_signer_pem(State(app): State<App>) -> ApiResult<impl IntoResponse> {
-    let c = app.pki.service_signer().await?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/x-pem-file")],
-        crate::pki::pem("CERTIFICATE", &c.der),
-    ))
+    Ok(certificate_pem(&app.pki.service_signer().await?))
 }
 
 #[utoipa::path(get, path = "/v1/pki/crl", tag = "pki",
@@ -90,11 +90,7 @@ pub async fn crl(State(app): State<App>) -> ApiResult<impl IntoResponse> {
 #[utoipa::path(get, path = "/v1/pki/client-ca", tag = "pki",
     responses((status = 200, description = "The region's client CA (issues the TLS client certificates of case-handling systems)", content_type = "application/x-pem-file", body = String)))]
 pub async fn client_ca_pem(State(app): State<App>) -> ApiResult<impl IntoResponse> {
-    let c = app.pki.client_ca().await?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/x-pem-file")],
-        crate::pki::pem("CERTIFICATE", &c.der),
-    ))
+    Ok(certificate_pem(&app.pki.client_ca().await?))
 }
 
 #[utoipa::path(get, path = "/v1/pki/client-ca/{serial}/crl", tag = "pki",

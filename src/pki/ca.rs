@@ -28,6 +28,8 @@ const SIGNER_DAYS: i64 = 730;
 const CLIENT_CA_YEARS: i64 = 10;
 /// The longest a client certificate lives; a client CA that expires sooner is replaced.
 pub const CLIENT_MAX_DAYS: i64 = 365 * 3;
+/// The `certificates.kind` of a client CA.
+const CLIENT_CA_KIND: &str = "client-ca";
 
 /// The region's certificate authority.
 #[derive(Clone)]
@@ -187,7 +189,7 @@ impl Pki {
     /// Where the CRL that speaks for certificates issued by `ca` is published.
     fn crl_url(&self, ca: &CertRow) -> String {
         let base = self.public_url.trim_end_matches('/');
-        if ca.kind == "client-ca" {
+        if ca.kind == CLIENT_CA_KIND {
             format!("{base}/v1/pki/client-ca/{}/crl", ca.serial)
         } else {
             format!("{base}/v1/pki/crl")
@@ -363,21 +365,55 @@ impl Pki {
 
     async fn own_signer(&self, kind: &'static str) -> Result<CertRow> {
         let now = self.clock.unix();
-        let fresh = |c: &CertRow| c.not_after > now + 30 * 86_400;
-        if let Some(c) = self.signer.read().ok().and_then(|g| g.get(kind).cloned())
+        self.newest_or_issue(
+            kind,
+            Cache::Use,
+            |c| c.not_after > now + 30 * 86_400,
+            || self.issue_own_signer(kind, now),
+        )
+        .await
+    }
+
+    /// The newest unrevoked certificate of `kind` while `fresh` holds for it, else a new one
+    /// from `issue` (which stores it). One issuance at a time in this process: the store is
+    /// read again under the lock, so concurrent callers share the certificate the first made.
+    /// With `Cache::Use` the answer comes from this process's cache while it is fresh; with
+    /// `Cache::Skip` always from the store, so that a certificate revoked through another node
+    /// is never used.
+    async fn newest_or_issue<Fut>(
+        &self,
+        kind: &'static str,
+        cache: Cache,
+        fresh: impl Fn(&CertRow) -> bool,
+        issue: impl FnOnce() -> Fut,
+    ) -> Result<CertRow>
+    where
+        Fut: std::future::Future<Output = Result<CertRow>>,
+    {
+        let known = match cache {
+            Cache::Use => self.signer.read().ok().and_then(|g| g.get(kind).cloned()),
+            Cache::Skip => self.store.latest_certificate(kind).await?,
+        };
+        if let Some(c) = known
             && fresh(&c)
         {
             return Ok(c);
         }
         let _one_at_a_time = self.signer_issue.lock().await;
-        if let Some(c) = self.store.latest_certificate(kind).await?
-            && fresh(&c)
+        let row = match self.store.latest_certificate(kind).await? {
+            Some(c) if fresh(&c) => c,
+            _ => issue().await?,
+        };
+        if cache == Cache::Use
+            && let Ok(mut g) = self.signer.write()
         {
-            if let Ok(mut g) = self.signer.write() {
-                g.insert(kind, c.clone());
-            }
-            return Ok(c);
+            g.insert(kind, row.clone());
         }
+        Ok(row)
+    }
+
+    /// Issues and stores a new service signer or time-stamp authority certificate.
+    async fn issue_own_signer(&self, kind: &'static str, now: i64) -> Result<CertRow> {
         let region = self.region().await?;
         let (key_row, key) = self.keys.generate(now)?;
         let (label, eku, extensions) = if kind == "tsa" {
@@ -427,9 +463,6 @@ impl Pki {
         let public = PublicKey(key.public_key().to_vec());
         let row = self.issue_leaf(profile, &public, Some(&key_row)).await?;
         self.store.insert_certificate(&row, Some(&key_row)).await?;
-        if let Ok(mut g) = self.signer.write() {
-            g.insert(kind, row.clone());
-        }
         Ok(row)
     }
 
@@ -437,27 +470,24 @@ impl Pki {
     /// certificates of case-handling systems, and only those (its extended key usage is
     /// clientAuth, its path length 0). The newest unrevoked one, or a new one when there is none
     /// or it would not outlive a client certificate issued now. Its key stays in the key store.
+    ///
+    /// It is always read from the store, never from this process's cache: it is needed only to
+    /// issue a client certificate, to name it in the TLS handshake and to serve it, and a
+    /// client CA revoked through another node must not issue here.
     pub async fn client_ca(&self) -> Result<CertRow> {
-        const KIND: &str = "client-ca";
         let root = self.root().await?;
         let now = self.clock.unix();
-        let fresh = |c: &CertRow| {
-            c.not_after > now + CLIENT_MAX_DAYS * 86_400 || c.not_after >= root.not_after
-        };
-        if let Some(c) = self.signer.read().ok().and_then(|g| g.get(KIND).cloned())
-            && fresh(&c)
-        {
-            return Ok(c);
-        }
-        let _one_at_a_time = self.signer_issue.lock().await;
-        if let Some(c) = self.store.latest_certificate(KIND).await?
-            && fresh(&c)
-        {
-            if let Ok(mut g) = self.signer.write() {
-                g.insert(KIND, c.clone());
-            }
-            return Ok(c);
-        }
+        self.newest_or_issue(
+            CLIENT_CA_KIND,
+            Cache::Skip,
+            |c| client_ca_fresh(c, &root, now),
+            || self.issue_client_ca(&root, now),
+        )
+        .await
+    }
+
+    /// Issues and stores a new client CA certificate, signed by the root.
+    async fn issue_client_ca(&self, root: &CertRow, now: i64) -> Result<CertRow> {
         let region = self.region().await?;
         let (key_row, key) = self.keys.generate(now)?;
         let name = &region.name;
@@ -478,11 +508,11 @@ impl Pki {
             (start + Duration::days(365 * CLIENT_CA_YEARS)).min(to_time(root.not_after)?);
         params.serial_number = Some(random_serial()?);
         params.crl_distribution_points = vec![CrlDistributionPoint {
-            uris: vec![self.crl_url(&root)],
+            uris: vec![self.crl_url(root)],
         }];
         let public = PublicKey(key.public_key().to_vec());
         let der = self
-            .with_issuer(&root, |issuer| {
+            .with_issuer(root, |issuer| {
                 params
                     .signed_by(&public, issuer)
                     .map(|c| c.der().to_vec())
@@ -490,7 +520,7 @@ impl Pki {
             })
             .await?;
         let row = cert_row(
-            KIND,
+            CLIENT_CA_KIND,
             format!("CN={name} Client CA, O={name}, C=CN"),
             None,
             Some(&key_row),
@@ -499,16 +529,13 @@ impl Pki {
             now,
         )?;
         self.store.insert_certificate(&row, Some(&key_row)).await?;
-        if let Ok(mut g) = self.signer.write() {
-            g.insert(KIND, row.clone());
-        }
         Ok(row)
     }
 
     /// The region's unrevoked client CAs, newest first (more than one while a client CA is
     /// replaced and certificates of the old one are still valid); creates the first.
     pub async fn client_cas(&self) -> Result<Vec<CertRow>> {
-        let cas = self.store.certificates_of_kind("client-ca").await?;
+        let cas = self.store.certificates_of_kind(CLIENT_CA_KIND).await?;
         if cas.is_empty() {
             return Ok(vec![self.client_ca().await?]);
         }
@@ -574,7 +601,7 @@ impl Pki {
         if let Ok(mut g) = self.signer.write() {
             g.retain(|_, c| c.serial != serial);
         }
-        let mut client_cas = self.store.certificates_of_kind("client-ca").await?;
+        let mut client_cas = self.store.certificates_of_kind(CLIENT_CA_KIND).await?;
         client_cas.retain(|ca| issued_by(&cert.der, &ca.der));
         match client_cas.first() {
             Some(ca) => self.issue_crl_of(ca).await,
@@ -605,13 +632,8 @@ impl Pki {
             });
         }
         let key = self.keys.signer(ca.key()?).await?;
-        let label = if ca.kind == "root" {
-            "root"
-        } else {
-            &ca.serial
-        };
         self.store
-            .insert_crl_next(label, |number| {
+            .insert_crl_next(crl_label(ca), |number| {
                 let params = CertificateRevocationListParams {
                     this_update: now,
                     next_update: now + Duration::days(CRL_DAYS),
@@ -647,7 +669,7 @@ impl Pki {
     pub async fn current_client_crl(&self, ca_serial: &str) -> Result<Option<CrlRow>> {
         let ca = self
             .store
-            .certificates_of_kind("client-ca")
+            .certificates_of_kind(CLIENT_CA_KIND)
             .await?
             .into_iter()
             .find(|c| c.serial == ca_serial);
@@ -659,16 +681,33 @@ impl Pki {
 
     async fn current_crl_of(&self, ca: &CertRow) -> Result<CrlRow> {
         let now = self.clock.unix();
-        let label = if ca.kind == "root" {
-            "root"
-        } else {
-            &ca.serial
-        };
-        match self.store.latest_crl(label).await? {
+        match self.store.latest_crl(crl_label(ca)).await? {
             Some(c) if now < c.this_update + (c.next_update - c.this_update) / 2 => Ok(c),
             _ => self.issue_crl_of(ca).await,
         }
     }
+}
+
+/// The stored CRLs' issuer label of a CA: `root`, or a client CA's serial.
+fn crl_label(ca: &CertRow) -> &str {
+    if ca.kind == "root" {
+        "root"
+    } else {
+        &ca.serial
+    }
+}
+
+/// Whether a client CA may still issue: it outlives a client certificate issued now, or it
+/// already ends with the root (no later one could outlive it either).
+fn client_ca_fresh(ca: &CertRow, root: &CertRow, now: i64) -> bool {
+    ca.not_after > now + CLIENT_MAX_DAYS * 86_400 || ca.not_after >= root.not_after
+}
+
+/// Where a CA certificate is looked up: this process's cache first, or the store only.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cache {
+    Use,
+    Skip,
 }
 
 /// Whether `ca_der` issued `cert_der`: the issuer name is the CA's subject and, where both are
